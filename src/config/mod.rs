@@ -1,0 +1,406 @@
+//! The configuration file: TOML → validated, immutable structs.
+//!
+//! Field-level errors (a bad duration, network, socket or enum value, an
+//! unknown key) are raised while deserializing, so the toml crate names the
+//! line, column and key. Cross-field errors (duplicate listener, ambiguous
+//! matches, undefined group) carry the span of the table they are about and
+//! are reported with its line number.
+
+mod raw;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::directory::{StaticDirectory, StaticGroup, StaticUser};
+use crate::policy::{
+    Address, DirectoryErrorAction, DomainPattern, GroupRule, Listener, ListenerMatch, Mode, Policy,
+    RecipientRule, Replies, ReplyKind, ReplyTemplate, SenderRef,
+};
+use crate::server::ServerSettings;
+
+pub use raw::{Dur, LogFormat};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A loaded configuration.
+pub struct Config {
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub policy: Arc<Policy>,
+    pub directory: Arc<StaticDirectory>,
+    /// Legal but risky settings, for the log and `check`.
+    pub warnings: Vec<String>,
+}
+
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&source, path)
+}
+
+/// Parse and validate `source` (read from `path`, used in messages).
+pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        message,
+    };
+    let raw: raw::RawConfig =
+        toml::from_str(source).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        let line = source[..span.start.min(source.len())].matches('\n').count() + 1;
+        err(format!("line {line}: {msg}"))
+    };
+    let mut warnings = Vec::new();
+
+    // [milter]
+    let m = raw.milter;
+    if m.max_connections == 0 {
+        return Err(err("milter.max_connections must be at least 1".into()));
+    }
+    if !(65536..=64 << 20).contains(&m.max_packet_size) {
+        return Err(err(format!(
+            "milter.max_packet_size = {} is outside 65536..=67108864",
+            m.max_packet_size
+        )));
+    }
+    let socket_mode = u32::from_str_radix(m.socket_mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            err(format!(
+                "milter.socket_mode = {:?} is not an octal file mode like \"0660\"",
+                m.socket_mode
+            ))
+        })?;
+    let mut seen = HashSet::new();
+    for e in &m.listen {
+        if !seen.insert(e.0.to_string()) {
+            return Err(err(format!("milter.listen names {} twice", e.0)));
+        }
+    }
+    let server = ServerSettings {
+        endpoints: m.listen.into_iter().map(|e| e.0).collect(),
+        socket_mode,
+        max_connections: m.max_connections,
+        idle_timeout: m.idle_timeout.0,
+        shutdown_timeout: m.shutdown_timeout.0,
+        max_packet_size: m.max_packet_size,
+    };
+
+    // [directory]
+    let d = raw.directory;
+    let mut logins = HashSet::new();
+    let mut addresses = HashSet::new();
+    let mut users = Vec::new();
+    for u in d.users {
+        let span = u.span();
+        let u = u.into_inner();
+        if u.login.is_empty() || !logins.insert(u.login.to_lowercase()) {
+            return Err(at(
+                span,
+                format!("directory.users: login {:?} is empty or used twice", u.login),
+            ));
+        }
+        let mut addrs = Vec::new();
+        for a in &u.addresses {
+            let parsed = Address::parse(a)
+                .filter(|p| !p.domain.is_empty())
+                .ok_or_else(|| {
+                    at(
+                        span.clone(),
+                        format!("directory.users {:?}: {a:?} is not an address", u.login),
+                    )
+                })?;
+            if !addresses.insert(parsed.to_string()) {
+                return Err(at(
+                    span,
+                    format!("directory.users: address {a:?} belongs to two users"),
+                ));
+            }
+            addrs.push(parsed.to_string());
+        }
+        users.push(StaticUser {
+            login: u.login,
+            addresses: addrs,
+            groups: u.groups,
+        });
+    }
+    let mut groups = Vec::new();
+    let mut group_names = HashSet::new();
+    for g in d.groups {
+        let span = g.span();
+        let g = g.into_inner();
+        if g.name.is_empty() || !group_names.insert(g.name.to_lowercase()) {
+            return Err(at(
+                span,
+                format!("directory.groups: name {:?} is empty or used twice", g.name),
+            ));
+        }
+        for member in &g.members {
+            let ok = member
+                .split_once(':')
+                .is_some_and(|(kind, name)| matches!(kind, "user" | "group") && !name.is_empty());
+            if !ok {
+                return Err(at(
+                    span,
+                    format!(
+                        "group {:?}: member {member:?} must be \"user:LOGIN\" or \"group:NAME\"",
+                        g.name
+                    ),
+                ));
+            }
+        }
+        groups.push(StaticGroup {
+            name: g.name,
+            members: g.members,
+        });
+    }
+    let directory = Arc::new(StaticDirectory::new(&users, &groups));
+    let known_group = |name: &str| directory.has_group(name);
+
+    // [domains]
+    let local_domains = raw
+        .domains
+        .local
+        .into_iter()
+        .map(|d| d.0)
+        .collect::<Vec<DomainPattern>>();
+    if local_domains.is_empty() {
+        warnings.push("domains.local is empty: every recipient counts as relaying".into());
+    }
+
+    // [[listener]]
+    let mut listeners: Vec<Listener> = Vec::new();
+    let mut default_listener = None;
+    let mut spans = Vec::new();
+    for l in raw.listener {
+        let span = l.span();
+        let l = l.into_inner();
+        if l.name.is_empty() {
+            return Err(at(span, "listener without a name".into()));
+        }
+        if listeners
+            .iter()
+            .chain(default_listener.iter())
+            .any(|x: &Listener| x.name.eq_ignore_ascii_case(&l.name))
+        {
+            return Err(at(span, format!("listener {:?} is defined twice", l.name)));
+        }
+        for g in l
+            .submit
+            .allow_groups
+            .iter()
+            .chain(&l.submit.deny_groups)
+            .chain(&l.relay.allow_groups)
+            .chain(&l.relay.deny_groups)
+        {
+            if !known_group(g) {
+                return Err(at(
+                    span,
+                    format!(
+                        "listener {:?}: group {g:?} is not defined in the directory",
+                        l.name
+                    ),
+                ));
+            }
+        }
+        let mm = l.matcher;
+        let matcher = ListenerMatch {
+            daemon_name: mm.daemon_name,
+            daemon_addr: mm.daemon_addr,
+            daemon_port: mm.daemon_port,
+            socket: mm.socket.map(|s| s.0.to_string()),
+            client: mm.client.into_iter().map(|n| n.0).collect(),
+        };
+        let listener = Listener {
+            name: l.name,
+            matcher,
+            allow_anonymous: l.allow_anonymous,
+            trusted_networks: l.trusted_networks.into_iter().map(|n| n.0).collect(),
+            reject_anonymous_local_sender: l.reject_anonymous_local_sender,
+            require_sender_match: l.require_sender_match,
+            submit: GroupRule {
+                allow_groups: l.submit.allow_groups,
+                deny_groups: l.submit.deny_groups,
+            },
+            relay: GroupRule {
+                allow_groups: l.relay.allow_groups,
+                deny_groups: l.relay.deny_groups,
+            },
+            mode: l.mode,
+        };
+        if listener.name == "default" {
+            if listener.matcher != ListenerMatch::default() {
+                return Err(at(
+                    span,
+                    "listener \"default\" is used when no other matches: give it no match keys".into(),
+                ));
+            }
+            default_listener = Some(listener);
+            continue;
+        }
+        if let Some(socket) = &listener.matcher.socket {
+            if !server.endpoints.iter().any(|e| e.to_string() == *socket) {
+                return Err(at(
+                    span,
+                    format!(
+                        "listener {:?}: match.socket {socket:?} is not in milter.listen",
+                        listener.name
+                    ),
+                ));
+            }
+        }
+        for (other, _) in listeners.iter().zip(&spans) {
+            if let Some(why) = listener.matcher.ambiguity_with(&other.matcher) {
+                return Err(at(
+                    span,
+                    format!(
+                        "listeners {:?} and {:?} are ambiguous: {why}",
+                        other.name, listener.name
+                    ),
+                ));
+            }
+        }
+        if listener.allow_anonymous && listener.trusted_networks.iter().any(|n| n.prefix_len() == 0) {
+            warnings.push(format!(
+                "listener {:?}: trusted_networks contains {}: every client may relay",
+                listener.name,
+                listener
+                    .trusted_networks
+                    .iter()
+                    .find(|n| n.prefix_len() == 0)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ));
+        }
+        spans.push(span);
+        listeners.push(listener);
+    }
+    if listeners.is_empty() && default_listener.is_none() {
+        warnings.push("no [[listener]]: every session is answered 451 (no policy for this listener)".into());
+    }
+
+    // [[recipient]]
+    let mut recipients = HashMap::new();
+    for r in raw.recipient {
+        let span = r.span();
+        let r = r.into_inner();
+        let address = Address::parse(&r.address)
+            .filter(|a| !a.domain.is_empty())
+            .ok_or_else(|| {
+                at(
+                    span.clone(),
+                    format!("recipient {:?} is not an address", r.address),
+                )
+            })?;
+        let refs = |list: &[String]| -> Result<Vec<SenderRef>, ConfigError> {
+            list.iter()
+                .map(|s| parse_sender_ref(s, &known_group, &directory))
+                .collect::<Result<_, _>>()
+                .map_err(|m| at(span.clone(), format!("recipient {:?}: {m}", r.address)))
+        };
+        let rule = RecipientRule {
+            accept_from: refs(&r.accept_from)?,
+            reject_from: refs(&r.reject_from)?,
+            address: address.clone(),
+            require_authenticated: r.require_authenticated,
+            mode: r.mode,
+        };
+        if recipients.insert(address.to_string(), rule).is_some() {
+            return Err(at(span, format!("recipient {address} is listed twice")));
+        }
+    }
+
+    // [replies]
+    let mut replies = Replies::default();
+    for (kind, text) in raw.replies.entries() {
+        if let Some(text) = text {
+            let span = text.span();
+            let t = ReplyTemplate::parse(text.get_ref())
+                .map_err(|m| at(span, format!("replies.{}: {m}", kind.key())))?;
+            if kind == ReplyKind::DirectoryUnavailable && !t.is_temporary() {
+                warnings.push("replies.directory_unavailable is permanent (5xx): mail is bounced while the directory is down".into());
+            }
+            replies.set(kind, t);
+        }
+    }
+
+    let policy = Policy {
+        version: VERSION.fetch_add(1, Ordering::Relaxed) + 1,
+        mode: m.mode,
+        on_directory_error: m.on_directory_error,
+        local_domains,
+        listeners,
+        default_listener,
+        recipients,
+        replies,
+    };
+    Ok(Config {
+        path: path.to_path_buf(),
+        server,
+        log: LogSettings {
+            format: raw.log.format,
+            level: raw.log.level,
+        },
+        policy: Arc::new(policy),
+        directory,
+        warnings,
+    })
+}
+
+fn parse_sender_ref(
+    s: &str,
+    known_group: &dyn Fn(&str) -> bool,
+    dir: &StaticDirectory,
+) -> Result<SenderRef, String> {
+    match s.split_once(':') {
+        Some(("group", g)) if known_group(g) => Ok(SenderRef::Group(g.to_string())),
+        Some(("group", g)) => Err(format!("group {g:?} is not defined in the directory")),
+        Some(("user", u)) if dir.has_user(u) => Ok(SenderRef::User(u.to_string())),
+        Some(("user", u)) => Err(format!("user {u:?} is not defined in the directory")),
+        Some(("sender", a)) => Address::parse(a)
+            .filter(|a| !a.domain.is_empty())
+            .map(SenderRef::Sender)
+            .ok_or_else(|| format!("{a:?} is not an address")),
+        _ => Err(format!(
+            "{s:?} must be \"group:NAME\", \"user:LOGIN\" or \"sender:ADDRESS\""
+        )),
+    }
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
+impl DirectoryErrorAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            DirectoryErrorAction::Tempfail => "tempfail",
+            DirectoryErrorAction::Accept => "accept",
+            DirectoryErrorAction::Reject => "reject",
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Glue between a milter session and the pure policy: picks the listener,
+//! resolves the identity in the directory, runs the rules, logs every refusal
+//! once, and turns the decision into a milter verdict.
+//!
+//! The policy and directory live in one [`Snapshot`] swapped atomically on
+//! reload; a transaction keeps the snapshot it started with, so a reload
+//! applies to new transactions and never to half of one.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use crate::directory::{Directory, ResolvedUser};
+use crate::milter::macros::MacroStore;
+use crate::milter::negotiate::MacroRequest;
+use crate::milter::protocol::MacroStage;
+use crate::milter::session::{parse_client_address, Facts, Handler, Verdict};
+use crate::policy::{
+    evaluate_mail, evaluate_rcpt, Action, Address, Decision, ListenerContext, ListenerId, Policy, ReplyKind,
+    Subject, SubjectKind,
+};
+
+/// One configuration generation: the rules and the directory they refer to.
+pub struct Snapshot {
+    pub policy: Arc<Policy>,
+    pub directory: Arc<dyn Directory>,
+}
+
+/// Macros gatehouse asks the MTA for, per stage. `{daemon_*}` pick the
+/// listener, `{client_addr}` backs up CONNECT's address, `{auth_authen}` is the
+/// identity, `i` the queue id for the log.
+pub fn macro_request() -> MacroRequest {
+    MacroRequest {
+        lists: vec![
+            (
+                MacroStage::Connect,
+                "j {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_name} {if_addr}".into(),
+            ),
+            (
+                MacroStage::EnvFrom,
+                "i {auth_type} {auth_authen} {mail_addr}".into(),
+            ),
+            (MacroStage::EnvRcpt, "i {rcpt_addr}".into()),
+            (MacroStage::Data, "i".into()),
+        ],
+    }
+}
+
+/// Listener-selection macros and the MTA setting that provides each.
+const LISTENER_MACROS: [(&str, &str); 3] = [
+    (
+        "daemon_name",
+        "Postfix: -o milter_macro_daemon_name=NAME on the smtpd service in master.cf; Sendmail: Name= in DAEMON_OPTIONS",
+    ),
+    (
+        "daemon_port",
+        "Postfix >= 3.2 sends it when asked (gatehouse asks with protocol 6; check milter_protocol); Sendmail: add {daemon_port} to confMILTER_MACROS_CONNECT",
+    ),
+    (
+        "daemon_addr",
+        "Postfix >= 3.2; Sendmail: add {daemon_addr} to confMILTER_MACROS_CONNECT",
+    ),
+];
+
+pub struct Enforcer {
+    current: ArcSwap<Snapshot>,
+    warned: Mutex<HashSet<String>>,
+}
+
+/// What MAIL established for the rest of the transaction.
+pub struct Transaction {
+    snapshot: Arc<Snapshot>,
+    listener: Option<ListenerId>,
+    subject: Subject,
+    sender: Option<Address>,
+}
+
+/// Session facts as the policy sees them, for one decision (also used by `explain`).
+pub struct Envelope<'a> {
+    pub listener: &'a str,
+    pub client: Option<IpAddr>,
+    pub login: Option<&'a str>,
+    pub sender: Option<&'a Address>,
+}
+
+impl Enforcer {
+    pub fn new(snapshot: Snapshot) -> Enforcer {
+        Enforcer {
+            current: ArcSwap::from_pointee(snapshot),
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Install a new configuration for transactions that start from now on.
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    fn warn_once(&self, key: String, f: impl FnOnce()) {
+        let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if w.insert(key) {
+            f();
+        }
+    }
+
+    /// Say once per macro when a listener needs a macro the MTA never sent.
+    fn check_listener_macros(&self, policy: &Policy, macros: &MacroStore) {
+        for (name, fix) in LISTENER_MACROS {
+            if macros.get(name).is_some() {
+                continue;
+            }
+            let needed_by = policy.listeners.iter().find(|l| match name {
+                "daemon_name" => l.matcher.daemon_name.is_some(),
+                "daemon_port" => l.matcher.daemon_port.is_some(),
+                _ => l.matcher.daemon_addr.is_some(),
+            });
+            if let Some(l) = needed_by {
+                self.warn_once(format!("macro:{name}"), || {
+                    tracing::warn!(
+                        listener = %l.name,
+                        "the MTA did not send {{{name}}}, which listener {:?} matches on; sessions fall through to another listener. Fix: {fix}",
+                        l.name
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// Resolve who the client is: SASL login, else trusted network (identity =
+/// envelope sender), else anonymous (never resolved: a claim is not an identity).
+pub fn resolve_subject(
+    directory: &dyn Directory,
+    policy: &Policy,
+    listener: Option<ListenerId>,
+    login: Option<&str>,
+    client: Option<IpAddr>,
+    sender: Option<&Address>,
+) -> Subject {
+    if let Some(login) = login.filter(|l| !l.is_empty()) {
+        return Subject {
+            kind: SubjectKind::Authenticated,
+            login: Some(login.to_string()),
+            user: directory.user_by_login(login),
+        };
+    }
+    let trusted = match (listener, client) {
+        (Some(id), Some(ip)) => policy
+            .listener_by_id(id)
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&ip)),
+        _ => false,
+    };
+    if trusted {
+        let user = match sender {
+            Some(s) => directory.user_by_address(&s.to_string()),
+            None => Ok(None::<Arc<ResolvedUser>>),
+        };
+        return Subject {
+            kind: SubjectKind::Trusted,
+            login: None,
+            user,
+        };
+    }
+    Subject::anonymous()
+}
+
+fn client_address(facts: &Facts<'_>) -> Option<IpAddr> {
+    facts.client.and_then(|c| c.address).or_else(|| {
+        facts
+            .macros
+            .get("client_addr")
+            .and_then(|v| parse_client_address(v))
+    })
+}
+
+fn listener_context<'a>(facts: &'a Facts<'a>, daemon_name: Option<&'a str>) -> ListenerContext<'a> {
+    ListenerContext {
+        daemon_name,
+        daemon_addr: facts
+            .macros
+            .get("daemon_addr")
+            .and_then(|v| parse_client_address(v)),
+        daemon_port: facts
+            .macros
+            .get("daemon_port")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
+        socket: facts.socket,
+        client: client_address(facts),
+    }
+}
+
+fn text(b: Option<&Bytes>) -> Option<String> {
+    b.map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Turn a decision into what the MTA is told.
+pub fn verdict_for(policy: &Policy, d: &Decision, rcpt: Option<&Address>) -> Verdict {
+    if d.lets_through() {
+        return Verdict::Continue;
+    }
+    match d.reply_kind() {
+        Some(kind) => {
+            let rcpt = rcpt.map(|r| r.to_string());
+            Verdict::Reply(policy.replies.get(kind).wire(rcpt.as_deref()))
+        }
+        None => Verdict::Tempfail,
+    }
+}
+
+struct LogLine<'a> {
+    facts: &'a Facts<'a>,
+    policy: &'a Policy,
+    listener: &'a str,
+    subject: &'a Subject,
+    sender: Option<&'a Address>,
+    rcpt: Option<&'a Address>,
+}
+
+impl LogLine<'_> {
+    fn emit(&self, d: &Decision) {
+        if d.action == Action::Accept {
+            tracing::debug!(listener = self.listener, rule = d.rule, "accepted");
+            return;
+        }
+        let reply = d
+            .reply_kind()
+            .map(|k| {
+                self.policy
+                    .replies
+                    .get(k)
+                    .render(self.rcpt.map(|r| r.to_string()).as_deref())
+            })
+            .unwrap_or_default();
+        let queue_id = text(self.facts.macros.get("i")).unwrap_or_default();
+        let client = client_address(self.facts)
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let sender = self.sender.map(|s| s.to_string()).unwrap_or_else(|| "<>".into());
+        let rcpt = self.rcpt.map(|r| r.to_string()).unwrap_or_default();
+        let login = self.subject.login.as_deref().unwrap_or("");
+        let path = d.path.join(" > ");
+        let action = if d.monitored { "monitored" } else { d.action_name() };
+        tracing::info!(
+            queue_id = %queue_id,
+            listener = self.listener,
+            client = %client,
+            login = login,
+            sender = %sender,
+            recipient = %rcpt,
+            rule = d.rule,
+            path = %path,
+            reply = %reply,
+            action = action,
+            config_version = self.policy.version,
+            "{}",
+            if d.monitored { "would reject (monitor mode)" } else { "rejected" }
+        );
+    }
+}
+
+impl Handler for Enforcer {
+    type Transaction = Transaction;
+
+    fn macro_request(&self) -> MacroRequest {
+        macro_request()
+    }
+
+    async fn mail(&self, facts: &Facts<'_>) -> (Verdict, Transaction) {
+        let snapshot = self.current.load_full();
+        let policy = &*snapshot.policy;
+        let sender = facts
+            .mail
+            .first()
+            .and_then(|s| Address::parse(&String::from_utf8_lossy(s)));
+        let daemon_name = text(facts.macros.get("daemon_name"));
+        let ctx = listener_context(facts, daemon_name.as_deref());
+        let listener = policy.select_listener(&ctx);
+        self.check_listener_macros(policy, facts.macros);
+        let login = text(facts.macros.get("auth_authen"));
+        let subject = resolve_subject(
+            &*snapshot.directory,
+            policy,
+            listener,
+            login.as_deref(),
+            ctx.client,
+            sender.as_ref(),
+        );
+        let verdict = match listener {
+            None => {
+                tracing::warn!(
+                    peer = facts.peer,
+                    socket = facts.socket,
+                    macros = ?facts.macros.names(),
+                    config_version = policy.version,
+                    "no listener matches this session and there is no \"default\" listener: answered 4xx"
+                );
+                Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None))
+            }
+            Some(id) => {
+                let l = policy.listener_by_id(id);
+                let d = evaluate_mail(policy, l, &subject, sender.as_ref());
+                LogLine {
+                    facts,
+                    policy,
+                    listener: &l.name,
+                    subject: &subject,
+                    sender: sender.as_ref(),
+                    rcpt: None,
+                }
+                .emit(&d);
+                verdict_for(policy, &d, None)
+            }
+        };
+        let tx = Transaction {
+            listener,
+            subject,
+            sender,
+            snapshot: snapshot.clone(),
+        };
+        (verdict, tx)
+    }
+
+    async fn rcpt(&self, tx: &mut Transaction, facts: &Facts<'_>, argv: &[Bytes]) -> Verdict {
+        let policy = &*tx.snapshot.policy;
+        let Some(id) = tx.listener else {
+            return Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None));
+        };
+        let l = policy.listener_by_id(id);
+        let Some(rcpt) = argv
+            .first()
+            .and_then(|r| Address::parse(&String::from_utf8_lossy(r)))
+        else {
+            tracing::warn!(peer = facts.peer, "RCPT with an empty address: answered tempfail");
+            return Verdict::Tempfail;
+        };
+        let d = evaluate_rcpt(policy, l, &tx.subject, tx.sender.as_ref(), &rcpt);
+        LogLine {
+            facts,
+            policy,
+            listener: &l.name,
+            subject: &tx.subject,
+            sender: tx.sender.as_ref(),
+            rcpt: Some(&rcpt),
+        }
+        .emit(&d);
+        verdict_for(policy, &d, Some(&rcpt))
+    }
+}
+
+/// The decisions for a whole envelope, computed exactly as a live session does.
+pub struct Explanation {
+    pub subject: Subject,
+    pub mail: Decision,
+    pub rcpts: Vec<(Address, Decision)>,
+}
+
+/// Dry run for `gatehouse explain`.
+pub fn explain(
+    snapshot: &Snapshot,
+    listener: ListenerId,
+    env: &Envelope<'_>,
+    rcpts: &[Address],
+) -> Explanation {
+    let policy = &*snapshot.policy;
+    let subject = resolve_subject(
+        &*snapshot.directory,
+        policy,
+        Some(listener),
+        env.login,
+        env.client,
+        env.sender,
+    );
+    let l = policy.listener_by_id(listener);
+    let mail = evaluate_mail(policy, l, &subject, env.sender);
+    let rcpts = if mail.action == Action::Accept || mail.monitored {
+        rcpts
+            .iter()
+            .map(|r| (r.clone(), evaluate_rcpt(policy, l, &subject, env.sender, r)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Explanation { subject, mail, rcpts }
+}

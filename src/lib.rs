@@ -1,0 +1,17 @@
+//! gatehouse: a milter that enforces Exchange-style SMTP access controls for
+//! Postfix and Sendmail.
+//!
+//! Layout (the design's data flow, one module per part):
+//! - [`milter`]: the wire protocol — codec, negotiation, session, connection, MTA-side client;
+//! - [`server`]: listeners, connection limit, graceful shutdown;
+//! - [`policy`]: the pure rules, addresses, listener matching, reply texts;
+//! - [`directory`]: users and groups (static backend);
+//! - [`config`]: the TOML file, validated into immutable structs;
+//! - [`enforcer`]: binds a session to the policy and the directory, and logs decisions.
+
+pub mod config;
+pub mod directory;
+pub mod enforcer;
+pub mod milter;
+pub mod policy;
+pub mod server;

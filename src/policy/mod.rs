@@ -1,0 +1,260 @@
+//! The rules. Pure and synchronous: given a compiled [`Policy`], the session's
+//! [`Subject`] (already resolved in the directory) and the envelope, each
+//! function returns a [`Decision`] naming the rule that made it. No sockets,
+//! no clock, no logging: every rule is tested with tables of cases.
+//!
+//! Order (Exchange's, see the design): at MAIL anonymous access, submit
+//! permission, send-as, anonymous local sender; at RCPT relay, postmaster
+//! exemption, then recipient restrictions (require-auth, deny list, allow
+//! list). Deny beats allow.
+
+pub mod address;
+pub mod listener;
+pub mod reply;
+mod rules;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+pub use address::Address;
+pub use listener::{ListenerContext, ListenerMatch};
+pub use reply::{Replies, ReplyKind, ReplyTemplate};
+pub use rules::{evaluate_mail, evaluate_rcpt};
+
+use crate::directory::{DirectoryUnavailable, ResolvedUser};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+/// What to do when a rule needs the directory and it cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryErrorAction {
+    Tempfail,
+    Accept,
+    Reject,
+}
+
+/// Allow/deny group lists of a listener's submit or relay permission.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRule {
+    pub allow_groups: Vec<String>,
+    pub deny_groups: Vec<String>,
+}
+
+impl GroupRule {
+    pub fn is_open(&self) -> bool {
+        self.allow_groups.is_empty() && self.deny_groups.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub matcher: ListenerMatch,
+    pub allow_anonymous: bool,
+    pub trusted_networks: Vec<IpNet>,
+    pub reject_anonymous_local_sender: bool,
+    pub require_sender_match: bool,
+    pub submit: GroupRule,
+    pub relay: GroupRule,
+    pub mode: Option<Mode>,
+}
+
+/// A reference to senders in a recipient's lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderRef {
+    Group(String),
+    User(String),
+    Sender(Address),
+}
+
+impl std::fmt::Display for SenderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SenderRef::Group(g) => write!(f, "group:{g}"),
+            SenderRef::User(u) => write!(f, "user:{u}"),
+            SenderRef::Sender(a) => write!(f, "sender:{a}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecipientRule {
+    pub address: Address,
+    pub require_authenticated: bool,
+    pub accept_from: Vec<SenderRef>,
+    pub reject_from: Vec<SenderRef>,
+    pub mode: Option<Mode>,
+}
+
+/// `example.com` (exactly) or `.example.com` (every subdomain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainPattern {
+    pub domain: String,
+    pub subdomains: bool,
+}
+
+impl DomainPattern {
+    pub fn parse(s: &str) -> Result<DomainPattern, String> {
+        let lower = s.trim().trim_end_matches('.').to_lowercase();
+        let (subdomains, domain) = match lower.strip_prefix('.') {
+            Some(d) => (true, d.to_string()),
+            None => (false, lower),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if domain.is_empty() || !domain.split('.').all(label_ok) {
+            return Err(format!("{s:?} is not a domain (example.com or .example.com)"));
+        }
+        Ok(DomainPattern { domain, subdomains })
+    }
+
+    pub fn matches(&self, domain: &str) -> bool {
+        if self.subdomains {
+            domain.len() > self.domain.len() + 1
+                && domain.ends_with(&self.domain)
+                && domain.as_bytes()[domain.len() - self.domain.len() - 1] == b'.'
+        } else {
+            domain == self.domain
+        }
+    }
+}
+
+/// A whole configuration, compiled and immutable. Reload builds a new one.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Increases with every successful (re)load; stamped on every decision log line.
+    pub version: u64,
+    pub mode: Mode,
+    pub on_directory_error: DirectoryErrorAction,
+    pub local_domains: Vec<DomainPattern>,
+    pub listeners: Vec<Listener>,
+    /// Used when no other listener matches.
+    pub default_listener: Option<Listener>,
+    pub recipients: HashMap<String, RecipientRule>,
+    pub replies: Replies,
+}
+
+impl Policy {
+    /// A bare domain-less recipient (`<postmaster>`) is local: the MTA delivers it here.
+    pub fn is_local(&self, address: &Address) -> bool {
+        address.domain.is_empty() || self.local_domains.iter().any(|p| p.matches(&address.domain))
+    }
+
+    /// The listener for a session, most specific match first, else `default`.
+    pub fn select_listener(&self, ctx: &ListenerContext<'_>) -> Option<ListenerId> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.matcher.specificity(ctx).map(|s| (s, i)))
+            // On equal specificity (refused at load) the first listener wins.
+            .max_by_key(|(s, i)| (*s, std::cmp::Reverse(*i)))
+            .map(|(_, i)| ListenerId::Index(i))
+            .or(self.default_listener.as_ref().map(|_| ListenerId::Default))
+    }
+
+    pub fn listener_by_id(&self, id: ListenerId) -> &Listener {
+        match id {
+            ListenerId::Index(i) => &self.listeners[i],
+            ListenerId::Default => self
+                .default_listener
+                .as_ref()
+                .expect("id came from select_listener"),
+        }
+    }
+
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .chain(self.default_listener.iter())
+            .find(|l| l.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A listener of one policy snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerId {
+    Index(usize),
+    Default,
+}
+
+/// How the session's client is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    Anonymous,
+    /// SASL-authenticated (`{auth_authen}`).
+    Authenticated,
+    /// Client address inside the listener's trusted networks; identity = envelope sender.
+    Trusted,
+}
+
+/// The session's identity as resolved in the directory before the rules run.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    /// SASL login for Authenticated.
+    pub login: Option<String>,
+    /// Directory entry: `Ok(None)` unknown to the directory; `Err` the
+    /// directory could not answer. Always `Ok(None)` for Anonymous: an
+    /// anonymous sender is only a claim and is never resolved.
+    pub user: Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable>,
+}
+
+impl Subject {
+    pub fn anonymous() -> Subject {
+        Subject {
+            kind: SubjectKind::Anonymous,
+            login: None,
+            user: Ok(None),
+        }
+    }
+}
+
+/// What a rule decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Reject(ReplyKind),
+    Tempfail(ReplyKind),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// Name of the rule that decided (`relay`, `recipient_accept_from`, …).
+    pub rule: &'static str,
+    /// The rule said reject/tempfail but the effective mode is monitor.
+    pub monitored: bool,
+    /// Membership path behind the decision (user → group → parent group).
+    pub path: Vec<String>,
+}
+
+impl Decision {
+    /// Whether the MTA is told to go on (accepted, or only monitored).
+    pub fn lets_through(&self) -> bool {
+        self.action == Action::Accept || self.monitored
+    }
+
+    pub fn reply_kind(&self) -> Option<ReplyKind> {
+        match self.action {
+            Action::Accept => None,
+            Action::Reject(k) | Action::Tempfail(k) => Some(k),
+        }
+    }
+
+    pub fn action_name(&self) -> &'static str {
+        match self.action {
+            Action::Accept => "accept",
+            Action::Reject(_) => "reject",
+            Action::Tempfail(_) => "tempfail",
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The accept loop: listeners, the connection limit, one task per milter
+//! connection, and graceful shutdown.
+//!
+//! Shutdown: stop accepting, remove unix sockets, then wait until every
+//! session has ended or `shutdown_timeout` has passed. A session's task holds
+//! one permit of the connection semaphore, so "all permits back" means "all
+//! sessions ended".
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+
+use crate::milter::connection::{Connection, ConnectionError};
+use crate::milter::session::{Handler, Session, Step};
+use crate::milter::Endpoint;
+
+/// Server settings taken from `[milter]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub endpoints: Vec<Endpoint>,
+    pub socket_mode: u32,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_packet_size: usize,
+}
+
+enum BoundListener {
+    Tcp(TcpListener),
+    /// The guard removes the socket file when the listener is dropped.
+    Unix(UnixListener, #[allow(dead_code)] UnixSocketGuard),
+}
+
+/// Removes the socket file when the listener goes away.
+struct UnixSocketGuard(PathBuf);
+
+impl Drop for UnixSocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bind every endpoint; fail if any cannot be bound, so a typo is not a silent
+/// half-configured server.
+async fn bind(settings: &ServerSettings) -> io::Result<Vec<(Endpoint, BoundListener)>> {
+    let mut out = Vec::new();
+    for endpoint in &settings.endpoints {
+        let listener = match endpoint {
+            Endpoint::Inet(addr) => BoundListener::Tcp(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}")))?,
+            ),
+            Endpoint::Unix(path) => {
+                remove_stale_socket(path)?;
+                let l = UnixListener::bind(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}")))?;
+                let guard = UnixSocketGuard(path.clone());
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(settings.socket_mode))?;
+                BoundListener::Unix(l, guard)
+            }
+        };
+        out.push((endpoint.clone(), listener));
+    }
+    Ok(out)
+}
+
+/// A socket file left by a crashed gatehouse is replaced; a live one (someone
+/// answers) is an error, never silently stolen.
+fn remove_stale_socket(path: &PathBuf) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if !meta.file_type().is_socket() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            )),
+            Err(_) => {
+                tracing::info!(socket = %path.display(), "removing stale socket");
+                std::fs::remove_file(path)
+            }
+        },
+    }
+}
+
+/// Serve until `shutdown` completes, then drain sessions.
+pub async fn serve<H: Handler>(
+    settings: ServerSettings,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let listeners = bind(&settings).await?;
+    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let settings = Arc::new(settings);
+    let mut accept_tasks = Vec::new();
+    for (endpoint, listener) in listeners {
+        tracing::info!(socket = %endpoint, "listening");
+        accept_tasks.push(tokio::spawn(accept_loop(
+            endpoint,
+            listener,
+            handler.clone(),
+            limit.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    shutdown.await;
+    tracing::info!("shutting down: no new connections");
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        let _ = t.await; // drops the listeners and removes unix sockets
+    }
+    let in_flight = settings.max_connections - limit.available_permits();
+    if in_flight > 0 {
+        tracing::info!(sessions = in_flight, deadline = ?settings.shutdown_timeout, "waiting for sessions to end");
+        let all = limit.acquire_many(settings.max_connections as u32);
+        match tokio::time::timeout(settings.shutdown_timeout, all).await {
+            Ok(_) => tracing::info!("all sessions ended"),
+            Err(_) => tracing::warn!(
+                sessions = settings.max_connections - limit.available_permits(),
+                "shutdown deadline reached; closing remaining sessions"
+            ),
+        }
+    }
+    Ok(())
+}
+
+static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+async fn accept_loop<H: Handler>(
+    endpoint: Endpoint,
+    listener: BoundListener,
+    handler: Arc<H>,
+    limit: Arc<Semaphore>,
+    settings: Arc<ServerSettings>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let socket: Arc<str> = Arc::from(endpoint.to_string());
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            a = accept(&listener, &socket) => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::error!(socket = %socket, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(
+                peer = %peer,
+                max_connections = settings.max_connections,
+                "connection limit reached: closing new milter connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let handler = handler.clone();
+        let socket = socket.clone();
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match stream {
+                Accepted::Tcp(s) => run_session(s, handler, socket, peer, &settings).await,
+                Accepted::Unix(s) => run_session(s, handler, socket, peer, &settings).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &BoundListener, socket: &str) -> io::Result<(Accepted, String)> {
+    match listener {
+        BoundListener::Tcp(l) => {
+            let (s, addr) = l.accept().await?;
+            s.set_nodelay(true)?;
+            Ok((Accepted::Tcp(s), addr.to_string()))
+        }
+        BoundListener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            // Unix peers have no address: name them by socket and a counter.
+            let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+            Ok((Accepted::Unix(s), format!("{socket}#{id}")))
+        }
+    }
+}
+
+/// Drive one milter connection to its end. Every way it can end is logged
+/// once, naming the peer; nothing here can affect another connection.
+pub async fn run_session<S, H>(
+    stream: S,
+    handler: Arc<H>,
+    socket: Arc<str>,
+    peer: String,
+    settings: &ServerSettings,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout));
+    let mut session = Session::new(handler, socket, peer);
+    loop {
+        let command = match conn.read_command().await {
+            Ok(Some(c)) => c,
+            // Postfix closes without QUIT after connection-level decisions: normal.
+            Ok(None) => {
+                tracing::debug!(peer = %session.peer(), "milter connection closed by the MTA");
+                return;
+            }
+            Err(ConnectionError::Idle(t)) => {
+                tracing::info!(peer = %session.peer(), idle = ?t, "closing idle milter connection");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %session.peer(), error = %e, "protocol error: closing milter connection");
+                return;
+            }
+        };
+        match session.handle(command).await {
+            Ok(Step::Reply(reply)) => conn.queue_reply(&reply),
+            Ok(Step::Silent) => {}
+            Ok(Step::Close) => {
+                let _ = conn.flush().await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %session.peer(), error = %e, "protocol error: closing milter connection");
+                return;
+            }
+        }
+    }
+}
