@@ -144,7 +144,7 @@ fn send_as(policy: &Policy, listener: &Listener, subject: &Subject, sender: Opti
     }
     match &subject.user {
         Err(_) => directory_error(policy, ReplyKind::SendAsDenied, "send_as"),
-        Ok(Some(user)) if user.entry.addresses.iter().any(|a| *a == wanted) => Ok(()),
+        Ok(Some(user)) if user.entry.addresses.contains(&wanted) => Ok(()),
         Ok(_) => Err(reject(ReplyKind::SendAsDenied, "send_as")),
     }
 }

@@ -1,0 +1,186 @@
+//! Test support: run the real `gatehouse` binary on a temporary config and a
+//! free loopback port, capture its log, stop it by PID.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse::milter::client::{MilterClient, POSTFIX_V6_OFFER};
+use gatehouse::milter::Endpoint;
+
+pub const EXAMPLE_CONFIG: &str = include_str!("../../conf/gatehouse.toml");
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The example configuration, listening on `listen` instead of port 8890,
+/// with each `key = value` line of `overrides` replacing that key's line.
+pub fn example_config(listen: &str, overrides: &str) -> String {
+    let mut text = EXAMPLE_CONFIG.replace(
+        "listen = [\"inet:127.0.0.1:8890\"]",
+        &format!("listen = [\"{listen}\"]"),
+    );
+    for line in overrides.lines().filter(|l| !l.trim().is_empty()) {
+        let key = line.split('=').next().unwrap().trim();
+        let start = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("no {key} in the example config"));
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[start] = line.to_string();
+        text = lines.join("\n");
+    }
+    text
+}
+
+pub struct Gatehouse {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub endpoint: Endpoint,
+    log: Arc<Mutex<String>>,
+}
+
+impl Gatehouse {
+    /// Start on a free TCP port with the example config (plus `extra_milter`).
+    pub fn start(extra_milter: &str) -> Gatehouse {
+        let port = free_port();
+        let listen = format!("inet:127.0.0.1:{port}");
+        Gatehouse::start_with(&example_config(&listen, extra_milter), &listen)
+    }
+
+    /// Start with a complete config text; `endpoint` is where to connect.
+    pub fn start_with(config: &str, endpoint: &str) -> Gatehouse {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "gatehouse=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gatehouse");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut g = Gatehouse {
+            child,
+            dir,
+            config_path,
+            endpoint: Endpoint::parse(endpoint).unwrap(),
+            log,
+        };
+        let start = Instant::now();
+        while !g.log().contains("listening") {
+            if let Some(status) = g.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                panic!("gatehouse exited ({status}) before listening; log:\n{}", g.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "gatehouse never listened; log:\n{}",
+                g.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        g
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle`; panics with the log if it never does.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            if start.elapsed() > timeout {
+                panic!("gatehouse log never contained {needle:?}; log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Count of lines containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Wait for the process to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        // Stop the process we started, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A negotiated client with CONNECT sent for `daemon_name` from `client_ip`.
+pub async fn session(endpoint: &Endpoint, daemon_name: &str, client_ip: &str) -> MilterClient {
+    let mut c = MilterClient::connect(endpoint).await.expect("connect");
+    c.negotiate(POSTFIX_V6_OFFER).await.expect("negotiate");
+    c.connect_event(
+        "client.example.net",
+        client_ip.parse().unwrap(),
+        41000,
+        &[("j", "mx.example.com"), ("{daemon_name}", daemon_name)],
+    )
+    .await
+    .expect("connect event");
+    c.helo("client.example.net").await.expect("helo");
+    c
+}

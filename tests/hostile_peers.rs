@@ -1,0 +1,279 @@
+//! Broken or hostile milter peers against the real binary. Each case has a
+//! defined outcome: the connection is closed (or the documented reply sent),
+//! one log line names the peer, and other connections are unaffected.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::{session, Gatehouse};
+use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
+use gatehouse::milter::{Command, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn packet(letter: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    b.put_u32(payload.len() as u32 + 1);
+    b.put_u8(letter);
+    b.put_slice(payload);
+    b.to_vec()
+}
+
+fn optneg() -> Vec<u8> {
+    packet(b'O', &[0, 0, 0, 6, 0, 0, 1, 0xff, 0, 0x1f, 0xff, 0xff])
+}
+
+/// Send `bytes`, then read until the server closes. Returns what it sent back
+/// and the local address (gatehouse's name for this peer).
+async fn exchange(g: &Gatehouse, bytes: &[u8]) -> (Vec<u8>, String) {
+    let addr = match &g.endpoint {
+        gatehouse::milter::Endpoint::Inet(a) => *a,
+        _ => unreachable!(),
+    };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let peer = s.local_addr().unwrap().to_string();
+    // Then hang up our side: a peer that stops mid-packet and goes away.
+    let _ = s.write_all(bytes).await;
+    let _ = s.shutdown().await;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+        .await
+        .expect("gatehouse must close the connection")
+        .ok();
+    (got, peer)
+}
+
+/// A normal transaction still gets the right answers.
+async fn still_serves(g: &Gatehouse) {
+    let mut c = session(&g.endpoint, "bridgehead", "192.0.2.7").await;
+    let r = c
+        .transaction(&Envelope {
+            sender: "x@partner.example".into(),
+            recipients: vec!["carol@example.com".into(), "v@elsewhere.example".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.mail, Some(Reply::Continue));
+    assert_eq!(r.rcpts[0], Some(Reply::Continue));
+    assert!(matches!(r.rcpts[1], Some(Reply::ReplyCode(_))));
+    assert_eq!(r.end, Some(Reply::Accept));
+}
+
+async fn closed_with_log(g: &Gatehouse, bytes: &[u8], reason: &str) {
+    let (got, peer) = exchange(g, bytes).await;
+    let log = g.wait_for_log(&peer, Duration::from_secs(5));
+    let line = log.lines().find(|l| l.contains(&peer)).unwrap();
+    assert!(
+        line.contains(reason),
+        "log line for {peer} should say {reason:?}: {line}"
+    );
+    // Nothing but (possibly) the OPTNEG reply came back.
+    if !got.is_empty() {
+        assert_eq!(
+            got[4], b'O',
+            "only a negotiation reply may precede the close: {got:?}"
+        );
+    }
+    still_serves(g).await;
+}
+
+#[tokio::test]
+async fn malformed_packets_close_the_connection_with_one_log_line() {
+    let g = Gatehouse::start("max_packet_size = 65536");
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![0, 0, 0, 0, b'O'], "length 0"),
+        (vec![0x7f, 0xff, 0xff, 0xff], "exceeds the cap"),
+        ([optneg(), vec![0, 1, 0, 1]].concat(), "exceeds the cap"),
+        (packet(b'Z', b""), "unknown command"),
+        (packet(b'O', &[0, 0, 0, 6, 0, 0]), "shorter than 12 bytes"),
+        ([optneg(), packet(b'H', b"no-nul")].concat(), "malformed 'H'"),
+        ([optneg(), packet(b'M', b"<a@b>")].concat(), "malformed 'M'"),
+        (
+            [optneg(), packet(b'D', b"Mi\0")].concat(),
+            "macro name without value",
+        ),
+        (
+            [optneg(), packet(b'C', b"host\0X\0\0a\0")].concat(),
+            "unknown address family",
+        ),
+        (
+            [optneg(), packet(b'T', b"junk")].concat(),
+            "payload must be empty",
+        ),
+        (packet(b'M', b"<a@b>\0"), "first command must be OPTNEG"),
+        ([optneg(), optneg()].concat(), "second OPTNEG"),
+        (
+            packet(b'O', &[0, 0, 0, 1, 0, 0, 0, 0xf, 0, 0, 0, 0x3f]),
+            "version 1",
+        ),
+        // Truncated: a header announcing 100 bytes, then the peer hangs up.
+        (
+            [optneg(), vec![0, 0, 0, 100, b'H', b'x']].concat(),
+            "middle of a packet",
+        ),
+        // Health-check garbage.
+        (b"GET / HTTP/1.0\r\n\r\n".to_vec(), "exceeds the cap"),
+    ];
+    for (bytes, reason) in cases {
+        closed_with_log(&g, &bytes, reason).await;
+    }
+    // A clean hang-up is no error.
+    let (_, peer) = exchange(&g, &optneg()).await;
+    still_serves(&g).await;
+    assert!(!g.log().lines().any(|l| l.contains(&peer) && l.contains("error")));
+}
+
+#[tokio::test]
+async fn out_of_order_commands_get_the_documented_replies() {
+    let g = Gatehouse::start("");
+    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
+    c.negotiate(POSTFIX_V6_OFFER).await.unwrap();
+    // RCPT and DATA outside a transaction: tempfail, never continue.
+    let r = c
+        .send(Command::Rcpt(vec!["<a@example.com>".into()]))
+        .await
+        .unwrap();
+    assert_eq!(r, Some(Reply::Tempfail));
+    let r = c.send(Command::Data).await.unwrap();
+    assert_eq!(r, Some(Reply::Tempfail));
+    // MAIL without CONNECT: no client address, so anonymous; no daemon_name, so "default".
+    let r = c
+        .send(Command::Mail(vec!["<x@partner.example>".into()]))
+        .await
+        .unwrap();
+    assert_eq!(r, Some(Reply::Continue));
+    let r = c
+        .send(Command::Rcpt(vec!["<v@elsewhere.example>".into()]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Some(Reply::ReplyCode(ref t)) if t.starts_with(b"550 5.7.1")),
+        "{r:?}"
+    );
+    // ABORT resets the transaction only; RCPT after it is outside a transaction.
+    c.send(Command::Abort).await.unwrap();
+    let r = c
+        .send(Command::Rcpt(vec!["<carol@example.com>".into()]))
+        .await
+        .unwrap();
+    assert_eq!(r, Some(Reply::Tempfail));
+    // A header the MTA was asked not to send (NOHDRS, NR_HDR): no reply, and
+    // the stream stays in step: the next MAIL gets its own answer.
+    c.connection().queue_command(&Command::Header {
+        name: "X".into(),
+        value: "y".into(),
+    });
+    let r = c.send(Command::Mail(vec!["<>".into()])).await.unwrap();
+    assert_eq!(r, Some(Reply::Continue));
+    // End of message always expects a reply.
+    let r = c.send(Command::EndOfMessage(bytes::Bytes::new())).await.unwrap();
+    assert_eq!(r, Some(Reply::Continue));
+    let log = g.wait_for_log("DATA outside a transaction", Duration::from_secs(5));
+    assert!(log.contains("RCPT outside a transaction"));
+}
+
+#[tokio::test]
+async fn non_utf8_macro_values_do_not_break_the_session() {
+    let g = Gatehouse::start("");
+    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
+    c.negotiate(POSTFIX_V6_OFFER).await.unwrap();
+    c.connection().queue_command(&Command::Macro {
+        stage: b'C',
+        macros: vec![(
+            "{daemon_name}".into(),
+            bytes::Bytes::from_static(b"bridge\xffhead"),
+        )],
+    });
+    c.connect_event("h", "192.0.2.1".parse().unwrap(), 1, &[])
+        .await
+        .unwrap();
+    c.connection().queue_command(&Command::Macro {
+        stage: b'M',
+        macros: vec![("{auth_authen}".into(), bytes::Bytes::from_static(b"\xfe\xff"))],
+    });
+    let r = c
+        .send(Command::Mail(vec![bytes::Bytes::from_static(
+            b"<\xff@example.com>",
+        )]))
+        .await
+        .unwrap();
+    // Unknown login, default listener: accepted, nothing panicked.
+    assert_eq!(r, Some(Reply::Continue));
+    let r = c
+        .send(Command::Rcpt(vec!["<x@elsewhere.example>".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Some(Reply::Continue),
+        "authenticated (even if unknown) may relay on 'default'"
+    );
+    still_serves(&g).await;
+}
+
+#[tokio::test]
+async fn a_stalled_peer_is_closed_after_the_idle_timeout_and_others_go_on() {
+    let g = Gatehouse::start("idle_timeout = \"1s\"");
+    let addr = match &g.endpoint {
+        gatehouse::milter::Endpoint::Inet(a) => *a,
+        _ => unreachable!(),
+    };
+    // Stops mid-packet and stays connected.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let peer = stalled.local_addr().unwrap().to_string();
+    stalled.write_all(&[0, 0, 0, 50, b'O', 0]).await.unwrap();
+    // Meanwhile, other sessions are served.
+    still_serves(&g).await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut buf))
+        .await
+        .expect("closed by idle timeout")
+        .unwrap();
+    assert_eq!(n, 0);
+    let log = g.wait_for_log("closing idle milter connection", Duration::from_secs(2));
+    assert!(log.lines().any(|l| l.contains("idle") && l.contains(&peer)));
+}
+
+#[tokio::test]
+async fn a_connection_flood_is_bounded_by_max_connections() {
+    let g = Gatehouse::start("max_connections = 8");
+    let mut held = Vec::new();
+    for i in 0..8 {
+        held.push(session(&g.endpoint, "bridgehead", &format!("192.0.2.{}", i + 1)).await);
+    }
+    // The 9th..40th are closed at once, without a reply.
+    let addr = match &g.endpoint {
+        gatehouse::milter::Endpoint::Inet(a) => *a,
+        _ => unreachable!(),
+    };
+    for _ in 0..32 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(&optneg()).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("refused connection is closed");
+        assert!(buf.is_empty(), "no negotiation beyond the limit");
+    }
+    g.wait_for_log("connection limit reached", Duration::from_secs(2));
+    // The held sessions still work, and after they end new ones are accepted.
+    for c in held.iter_mut() {
+        let r = c
+            .transaction(&Envelope {
+                sender: "a@partner.example".into(),
+                recipients: vec!["carol@example.com".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.end, Some(Reply::Accept));
+    }
+    for mut c in held {
+        c.quit().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    still_serves(&g).await;
+}
