@@ -1,0 +1,213 @@
+//! Bad configuration files: each is refused with a message naming the file,
+//! the line and the key or value at fault. Nothing is half-loaded.
+
+use std::path::Path;
+
+use gatehouse::config;
+
+const EXAMPLE: &str = include_str!("../conf/gatehouse.toml");
+
+fn error_of(text: &str) -> String {
+    match config::parse(text, Path::new("/etc/gatehouse/gatehouse.toml")) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn the_example_is_valid_and_complete() {
+    let c = config::parse(EXAMPLE, Path::new("conf/gatehouse.toml")).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.policy.listeners.len(), 2);
+    assert!(c.policy.default_listener.is_some());
+    assert_eq!(c.policy.recipients.len(), 1);
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        // (replace, with, line marker, expected fragments)
+        (
+            "[domains]\n",
+            "[domains]\nlokal = []\n",
+            "lokal",
+            &["unknown field `lokal`"],
+        ),
+        (
+            "idle_timeout = \"5m\"",
+            "idle_timeout = \"5 minutes\"",
+            "idle_timeout",
+            &["unit must be"],
+        ),
+        (
+            "idle_timeout = \"5m\"",
+            "idle_timeout = 300",
+            "idle_timeout",
+            &["invalid type"],
+        ),
+        (
+            "trusted_networks = [\"10.0.0.0/8\"]",
+            "trusted_networks = [\"10.0.0.1/8\"]",
+            "trusted_networks",
+            &["host bits"],
+        ),
+        (
+            "trusted_networks = [\"10.0.0.0/8\"]",
+            "trusted_networks = [\"ten\"]",
+            "trusted_networks",
+            &["not an IP network"],
+        ),
+        (
+            "listen = [\"inet:127.0.0.1:8890\"]",
+            "listen = [\"tcp:127.0.0.1:8890\"]",
+            "listen =",
+            &["unknown type prefix"],
+        ),
+        (
+            "local = [\"example.com\", \".example.com\"]",
+            "local = [\"exa mple.com\"]",
+            "local =",
+            &["not a domain"],
+        ),
+        (
+            "mode = \"enforce\"",
+            "mode = \"strict\"",
+            "mode = \"strict\"",
+            &["unknown variant `strict`"],
+        ),
+        (
+            "on_directory_error = \"tempfail\"",
+            "on_directory_error = \"ignore\"",
+            "on_directory_error",
+            &["unknown variant"],
+        ),
+        (
+            "relay_denied = \"550 5.7.1 {rcpt}: Not permitted to relay\"",
+            "relay_denied = \"550 4.7.1 x\"",
+            "relay_denied",
+            &["class 4 differs"],
+        ),
+        (
+            "allow_anonymous = false\n",
+            "allow_anonymous = \"no\"\n",
+            "allow_anonymous = \"no\"",
+            &["invalid type"],
+        ),
+    ];
+    for (from, to, marker, fragments) in cases {
+        assert!(EXAMPLE.contains(from), "{from}");
+        let text = EXAMPLE.replacen(from, to, 1);
+        let e = error_of(&text);
+        assert!(e.starts_with("/etc/gatehouse/gatehouse.toml: "), "{e}");
+        let line = line_of(&text, marker);
+        assert!(
+            e.contains(&format!("line {line}")),
+            "expected line {line} in: {e}"
+        );
+        for f in *fragments {
+            assert!(e.contains(f), "expected {f:?} in: {e}");
+        }
+    }
+}
+
+#[test]
+fn cross_field_errors_name_the_table() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "submit = { allow_groups = [\"Mail Senders\"] }",
+            "submit = { allow_groups = [\"Mail Sendrs\"] }",
+            "group \"Mail Sendrs\" is not defined",
+        ),
+        (
+            "accept_from = [\"group:All Staff\", \"sender:ceo@partner.example\"]",
+            "accept_from = [\"team:All Staff\"]",
+            "must be \"group:NAME\"",
+        ),
+        (
+            "accept_from = [\"group:All Staff\"",
+            "accept_from = [\"user:nobody\"",
+            "user \"nobody\" is not defined",
+        ),
+        (
+            "name = \"submission\"",
+            "name = \"bridgehead\"",
+            "listener \"bridgehead\" is defined twice",
+        ),
+        (
+            "match = { daemon_name = \"submission\" }",
+            "match = { daemon_name = \"BRIDGEHEAD\" }",
+            "are ambiguous",
+        ),
+        (
+            "match = {}",
+            "match = { daemon_port = 25 }",
+            "give it no match keys",
+        ),
+        (
+            "address = \"all-staff@example.com\"",
+            "address = \"all-staff\"",
+            "is not an address",
+        ),
+        ("login = \"carol\"", "login = \"alice\"", "used twice"),
+        (
+            "members = [\"group:Full-Time Employees\", \"user:carol\"]",
+            "members = [\"carol\"]",
+            "must be \"user:LOGIN\"",
+        ),
+        (
+            "max_packet_size = 1048576",
+            "max_packet_size = 1000",
+            "outside 65536",
+        ),
+        (
+            "socket_mode = \"0660\"",
+            "socket_mode = \"rw\"",
+            "not an octal file mode",
+        ),
+    ];
+    for (from, to, fragment) in cases {
+        assert!(EXAMPLE.contains(from), "{from}");
+        let e = error_of(&EXAMPLE.replacen(from, to, 1));
+        assert!(e.contains(fragment), "expected {fragment:?} in: {e}");
+        assert!(e.starts_with("/etc/gatehouse/gatehouse.toml: "), "{e}");
+    }
+}
+
+#[test]
+fn a_match_on_a_socket_that_is_not_listened_on() {
+    let text = EXAMPLE.replace(
+        "match = { daemon_name = \"submission\" }",
+        "match = { socket = \"inet:127.0.0.1:9999\" }",
+    );
+    assert!(error_of(&text).contains("is not in milter.listen"));
+}
+
+#[test]
+fn risky_settings_are_warnings() {
+    let text = EXAMPLE.replace(
+        "trusted_networks = [\"10.0.0.0/8\"]",
+        "trusted_networks = [\"0.0.0.0/0\"]",
+    );
+    let c = config::parse(&text, Path::new("x.toml")).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("every client may relay")),
+        "{:?}",
+        c.warnings
+    );
+    let c = config::parse("", Path::new("empty.toml")).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("domains.local is empty")));
+    assert!(c.warnings.iter().any(|w| w.contains("no [[listener]]")));
+}
+
+#[test]
+fn unreadable_file() {
+    let e = config::load(Path::new("/nonexistent/gatehouse.toml"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("/nonexistent/gatehouse.toml: cannot read"), "{e}");
+}

@@ -1,0 +1,241 @@
+//! Process life: unix sockets (mode, stale file, live owner, removal), several
+//! listeners at once, graceful shutdown with a deadline, SIGHUP reload.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use common::{example_config, free_port, session, Gatehouse};
+use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
+use gatehouse::milter::{Endpoint, Reply};
+
+fn relay_attempt() -> Envelope {
+    Envelope {
+        sender: "someone@partner.example".into(),
+        recipients: vec!["victim@elsewhere.example".into(), "carol@example.com".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn unix_socket_mode_stale_file_and_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("g.sock");
+    // A stale socket file from a crashed run: bound, then its listener dropped.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let listen = format!("unix:{}", sock.display());
+    let port = free_port();
+    let config = example_config(&listen, "socket_mode = \"0600\"").replace(
+        &format!("listen = [\"{listen}\"]"),
+        &format!("listen = [\"{listen}\", \"inet:127.0.0.1:{port}\"]"),
+    );
+    let mut g = Gatehouse::start_with(&config, &listen);
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(g.log().contains("removing stale socket"));
+    // Both listeners serve.
+    for endpoint in [
+        Endpoint::parse(&listen).unwrap(),
+        Endpoint::parse(&format!("inet:127.0.0.1:{port}")).unwrap(),
+    ] {
+        let mut c = session(&endpoint, "bridgehead", "192.0.2.1").await;
+        let r = c.transaction(&relay_attempt()).await.unwrap();
+        assert!(matches!(&r.rcpts[0], Some(Reply::ReplyCode(t)) if t.ends_with(b"Unable to relay")));
+        assert_eq!(r.rcpts[1], Some(Reply::Continue));
+    }
+    // A second gatehouse must not steal the live socket.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&g.config_path)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use"),
+        "{second:?}"
+    );
+    assert!(sock.exists(), "the running instance keeps its socket");
+    g.signal("TERM");
+    assert!(g.wait_exit(Duration::from_secs(5)).unwrap().success());
+    assert!(!sock.exists(), "socket removed on exit");
+}
+
+#[tokio::test]
+async fn a_regular_file_in_the_socket_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.sock");
+    std::fs::write(&path, "precious").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg({
+            let c = dir.path().join("c.toml");
+            std::fs::write(&c, example_config(&format!("unix:{}", path.display()), "")).unwrap();
+            c
+        })
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_session_finish_then_exits() {
+    let mut g = Gatehouse::start("shutdown_timeout = \"10s\"");
+    let mut c = session(&g.endpoint, "bridgehead", "192.0.2.1").await;
+    g.signal("TERM");
+    g.wait_for_log("waiting for sessions to end", Duration::from_secs(5));
+    // No new connections...
+    assert!(MilterClient::connect(&g.endpoint).await.is_err());
+    // ...but the session in flight completes its transaction.
+    let r = c.transaction(&relay_attempt()).await.unwrap();
+    assert_eq!(r.end, Some(Reply::Accept));
+    c.quit().await.unwrap();
+    let status = g
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once the session ended");
+    assert!(status.success());
+    assert!(g.log().contains("all sessions ended"));
+}
+
+#[tokio::test]
+async fn sigterm_deadline_closes_idle_sessions() {
+    let mut g = Gatehouse::start("shutdown_timeout = \"1s\"");
+    let _idle = session(&g.endpoint, "bridgehead", "192.0.2.1").await;
+    let t0 = Instant::now();
+    g.signal("INT");
+    let status = g
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits at the deadline");
+    assert!(status.success());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "waited for the deadline"
+    );
+    assert!(g.log().contains("shutdown deadline reached"));
+}
+
+#[tokio::test]
+async fn sighup_reloads_for_new_transactions_and_refuses_a_broken_file() {
+    let g = Gatehouse::start("");
+    async fn submission(c: &mut MilterClient) -> gatehouse::milter::client::TransactionReplies {
+        let env = Envelope {
+            mail_macros: vec![("{auth_authen}".into(), "carol".into())],
+            sender: "carol@example.com".into(),
+            recipients: vec!["bob@example.com".into()],
+        };
+        c.transaction(&env).await.unwrap()
+    }
+    let mut c = session(&g.endpoint, "submission", "192.0.2.1").await;
+    // carol is not in "Mail Senders": refused at MAIL.
+    let r = submission(&mut c).await;
+    assert!(
+        matches!(&r.mail, Some(Reply::ReplyCode(t)) if t.starts_with(b"550 5.7.1 Client does not have permissions to submit"))
+    );
+
+    // New config: carol joins "Mail Senders".
+    let text = std::fs::read_to_string(&g.config_path).unwrap();
+    let text = text.replace(
+        "login = \"carol\"\naddresses = [\"carol@example.com\"]\ngroups = []",
+        "login = \"carol\"\naddresses = [\"carol@example.com\"]\ngroups = [\"Mail Senders\"]",
+    );
+    assert!(text.contains("groups = [\"Mail Senders\"]"));
+    std::fs::write(&g.config_path, &text).unwrap();
+    g.signal("HUP");
+    g.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    // The same milter connection, next transaction: new rules apply.
+    let r = submission(&mut c).await;
+    assert_eq!(r.mail, Some(Reply::Continue));
+    assert_eq!(r.end, Some(Reply::Accept));
+
+    // A broken file is refused; the running configuration keeps serving.
+    std::fs::write(
+        &g.config_path,
+        text.replace("[domains]", "[domains]\nbogus_key = 1"),
+    )
+    .unwrap();
+    g.signal("HUP");
+    let log = g.wait_for_log("reload refused", Duration::from_secs(5));
+    assert!(log.contains("bogus_key"), "the refusal names the key: {log}");
+    let r = submission(&mut c).await;
+    assert_eq!(r.mail, Some(Reply::Continue));
+
+    // Decision log lines carry the config version.
+    let mut c2 = session(&g.endpoint, "bridgehead", "192.0.2.1").await;
+    c2.transaction(&relay_attempt()).await.unwrap();
+    let log = g.wait_for_log("rule=\"relay\"", Duration::from_secs(5));
+    let line = log.lines().find(|l| l.contains("rule=\"relay\"")).unwrap();
+    assert!(line.contains("config_version=2"), "{line}");
+}
+
+#[tokio::test]
+async fn sendmail_813_protocol_v2_works_without_data_stage() {
+    let g = Gatehouse::start("");
+    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
+    let n = c
+        .negotiate(gatehouse::milter::OptNeg {
+            version: 2,
+            actions: 0x3F,
+            protocol: 0x7F,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n.version, 2);
+    assert_eq!(n.protocol & !0x7F, 0);
+    assert!(c.macro_lists.is_empty());
+    // v2: CONNECT gets a reply (no NR_CONN), HELO is switched off.
+    let r = c
+        .connect_event(
+            "h",
+            "192.0.2.1".parse().unwrap(),
+            1,
+            &[("{daemon_name}", "bridgehead")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Some(Reply::Continue));
+    assert_eq!(c.helo("h").await.unwrap(), None);
+    let r = c.transaction(&relay_attempt()).await.unwrap();
+    assert!(matches!(&r.rcpts[0], Some(Reply::ReplyCode(t)) if t.ends_with(b"Unable to relay")));
+    // No DATA in v2: the message ends at EOM, answered continue.
+    assert_eq!(r.end, Some(Reply::Continue));
+}
+
+#[tokio::test]
+async fn postfix_v6_negotiation_asks_for_exactly_what_the_policy_needs() {
+    let g = Gatehouse::start("");
+    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
+    let n = c.negotiate(POSTFIX_V6_OFFER).await.unwrap();
+    use gatehouse::milter::protocol::proto::*;
+    for bit in [NOHELO, NOHDRS, NOEOH, NOBODY, NOUNKNOWN, NR_CONN] {
+        assert_ne!(n.protocol & bit, 0, "bit {bit:#x}");
+    }
+    for bit in [
+        NOCONNECT, NOMAIL, NORCPT, NODATA, NR_MAIL, NR_RCPT, NR_DATA, RCPT_REJ,
+    ] {
+        assert_eq!(n.protocol & bit, 0, "bit {bit:#x}");
+    }
+    assert_eq!(n.actions, 0x100, "SETSYMLIST only: gatehouse never modifies mail");
+    let lists: Vec<(u32, String)> = c
+        .macro_lists
+        .iter()
+        .map(|(s, l)| (*s, String::from_utf8_lossy(l).into_owned()))
+        .collect();
+    let list = |stage: u32| {
+        lists
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        list(0).contains("{daemon_name}")
+            && list(0).contains("{daemon_port}")
+            && list(0).contains("{client_addr}")
+    );
+    assert!(list(2).contains("{auth_authen}") && list(2).split(' ').any(|m| m == "i"));
+    assert!(list(3).contains("{rcpt_addr}"));
+}
