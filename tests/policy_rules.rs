@@ -58,11 +58,23 @@ fn decide(
 
 const C: &str = "continue";
 
+/// listener, login, client, from, rcpt, expected MAIL reply, expected RCPT reply, rule.
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn example_policy_table() {
     let snap = snapshot(EXAMPLE);
     // listener, login, client, from, rcpt, MAIL, RCPT, rule
-    let table: &[(&str, &str, &str, &str, &str, &str, &str, &str)] = &[
+    let table: &[Row] = &[
         // Open relay prevention on the Internet-facing listener.
         (
             "bridgehead",
