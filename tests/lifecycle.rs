@@ -27,9 +27,14 @@ async fn unix_socket_mode_stale_file_and_cleanup() {
     assert!(sock.exists());
     let listen = format!("unix:{}", sock.display());
     let port = free_port();
+    let port6 = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = example_config(&listen, "socket_mode = \"0600\"").replace(
         &format!("listen = [\"{listen}\"]"),
-        &format!("listen = [\"{listen}\", \"inet:127.0.0.1:{port}\"]"),
+        &format!("listen = [\"{listen}\", \"inet:127.0.0.1:{port}\", \"inet6:[::1]:{port6}\"]"),
     );
     let mut g = Gatehouse::start_with(&config, &listen);
     let meta = std::fs::metadata(&sock).unwrap();

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it, on a fresh Debian machine:
+# installs what the tests need (scripts/install-test-deps.sh), checks format
+# and lints, then runs every test (unit, integration, property, miltertest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
