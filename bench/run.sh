@@ -243,7 +243,7 @@ for bin in "$GATEHOUSE" "$LOADGEN" "$ECHO"; do
 	[[ -x $bin ]] || die "$bin was not built"
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
+TMP=$(mktemp -d -t gatehouse-bench.XXXXXX) # honours TMPDIR
 # sun_path holds 108 bytes including the NUL; keep well inside it.
 ((${#TMP} <= 80)) || die "temporary directory path too long for unix sockets: $TMP (set TMPDIR to something shorter)"
 
