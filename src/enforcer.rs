@@ -26,7 +26,7 @@ use crate::policy::{
 /// One configuration generation: the rules and the directory they refer to.
 pub struct Snapshot {
     pub policy: Arc<Policy>,
-    pub directory: Arc<dyn Directory>,
+    pub directory: Arc<Directory>,
 }
 
 /// Macros gatehouse asks the MTA for, per stage. `{daemon_*}` pick the
@@ -136,8 +136,8 @@ impl Enforcer {
 
 /// Resolve who the client is: SASL login, else trusted network (identity =
 /// envelope sender), else anonymous (never resolved: a claim is not an identity).
-pub fn resolve_subject(
-    directory: &dyn Directory,
+pub async fn resolve_subject(
+    directory: &Directory,
     policy: &Policy,
     listener: Option<ListenerId>,
     login: Option<&str>,
@@ -148,7 +148,7 @@ pub fn resolve_subject(
         return Subject {
             kind: SubjectKind::Authenticated,
             login: Some(login.to_string()),
-            user: directory.user_by_login(login),
+            user: directory.user_by_login(login).await,
         };
     }
     let trusted = match (listener, client) {
@@ -161,7 +161,7 @@ pub fn resolve_subject(
     };
     if trusted {
         let user = match sender {
-            Some(s) => directory.user_by_address(&s.to_string()),
+            Some(s) => directory.user_by_address(&s.to_string()).await,
             None => Ok(None::<Arc<ResolvedUser>>),
         };
         return Subject {
@@ -287,13 +287,14 @@ impl Handler for Enforcer {
         self.check_listener_macros(policy, facts.macros);
         let login = text(facts.macros.get("auth_authen"));
         let subject = resolve_subject(
-            &*snapshot.directory,
+            &snapshot.directory,
             policy,
             listener,
             login.as_deref(),
             ctx.client,
             sender.as_ref(),
-        );
+        )
+        .await;
         let verdict = match listener {
             None => {
                 tracing::warn!(
@@ -364,7 +365,7 @@ pub struct Explanation {
 }
 
 /// Dry run for `gatehouse explain`.
-pub fn explain(
+pub async fn explain(
     snapshot: &Snapshot,
     listener: ListenerId,
     env: &Envelope<'_>,
@@ -372,13 +373,14 @@ pub fn explain(
 ) -> Explanation {
     let policy = &*snapshot.policy;
     let subject = resolve_subject(
-        &*snapshot.directory,
+        &snapshot.directory,
         policy,
         Some(listener),
         env.login,
         env.client,
         env.sender,
-    );
+    )
+    .await;
     let l = policy.listener_by_id(listener);
     let mail = evaluate_mail(policy, l, &subject, env.sender);
     let rcpts = if mail.action == Action::Accept || mail.monitored {

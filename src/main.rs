@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use gatehouse::config::{self, Config, LogFormat};
-use gatehouse::directory::Directory;
+use gatehouse::directory::{Source, UserKey};
 use gatehouse::enforcer::{self, Enforcer, Envelope, Snapshot};
 use gatehouse::policy::{Action, Address, Decision, SubjectKind};
 
@@ -259,7 +259,7 @@ fn explain(
         login,
         sender: sender.as_ref(),
     };
-    let x = enforcer::explain(&snap, id, &env, &parsed);
+    let x = block_on(enforcer::explain(&snap, id, &env, &parsed));
     let render = |d: &Decision, rcpt: Option<&Address>| -> (String, String) {
         let verdict = enforcer::verdict_for(policy, d, rcpt);
         let reply = match (&verdict, d.reply_kind()) {
@@ -342,13 +342,23 @@ fn explain(
     ExitCode::SUCCESS
 }
 
+/// Run one future on a small runtime (for the one-shot commands).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 fn lookup(config: &Config, key: &str) -> ExitCode {
     let dir = &*config.directory;
-    let found = if key.contains('@') {
-        dir.user_by_address(key)
+    let key_kind = if key.contains('@') {
+        UserKey::Address(key.to_lowercase())
     } else {
-        dir.user_by_login(key)
+        UserKey::Login(key.to_lowercase())
     };
+    let (found, source) = block_on(dir.lookup(key_kind));
     match found {
         Err(e) => {
             eprintln!("gatehouse: {e}");
@@ -362,13 +372,21 @@ fn lookup(config: &Config, key: &str) -> ExitCode {
             println!("login: {}", u.entry.login);
             println!("dn: {}", u.entry.dn);
             println!("addresses: {}", u.entry.addresses.join(", "));
-            let mut groups: Vec<_> = u.groups.iter().map(|(_, p)| p.join(" > ")).collect();
+            // Each group is listed once (it is indexed by name and by DN).
+            let mut groups: Vec<String> = u.groups.iter().map(|(_, p)| p.join(" > ")).collect();
             groups.sort();
+            groups.dedup();
             println!("groups ({}):", groups.len());
             for g in groups {
                 println!("  {g}");
             }
-            println!("source: static directory (no cache involved)");
+            let from = match (dir, source) {
+                (gatehouse::directory::Directory::Static(_), _) => "static directory (configuration file)",
+                (_, Source::Cache) => "cache",
+                (_, Source::Stale) => "cache, expired (directory unavailable)",
+                (_, Source::Directory) => "directory server",
+            };
+            println!("source: {from}");
             ExitCode::SUCCESS
         }
     }

@@ -43,7 +43,7 @@ fn decide(
         sender: sender.as_ref(),
     };
     let rcpt = Address::parse(rcpt).unwrap();
-    let x = explain(snap, id, &env, std::slice::from_ref(&rcpt));
+    let x = block_on(explain(snap, id, &env, std::slice::from_ref(&rcpt)));
     let show = |v: Verdict| match v {
         Verdict::Continue => "continue".to_string(),
         Verdict::Tempfail => "tempfail".to_string(),
@@ -54,6 +54,13 @@ fn decide(
         Some((a, d)) => (mail, show(verdict_for(p, d, Some(a))), d.rule.to_string()),
         None => (mail, "-".into(), x.mail.rule.to_string()),
     }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 const C: &str = "continue";
@@ -412,12 +419,12 @@ fn deny_beats_allow_and_member_paths_are_reported() {
         login: Some("carol"),
         sender: None,
     };
-    let x = explain(
+    let x = block_on(explain(
         &snap,
         ListenerId::Index(0),
         &env,
         &[Address::parse("all-staff@example.com").unwrap()],
-    );
+    ));
     assert_eq!(x.rcpts[0].1.path, vec!["carol", "All Staff"]);
     assert_eq!(p.listener_by_id(ListenerId::Index(0)).name, "bridgehead");
 }

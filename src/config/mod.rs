@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::directory::{StaticDirectory, StaticGroup, StaticUser};
+use crate::directory::cache::Cache;
+use crate::directory::ldap::{LdapBackend, LdapSettings, Membership};
+use crate::directory::{CacheSettings, CachedLdap, Directory, StaticDirectory, StaticGroup, StaticUser};
 use crate::policy::{
     Address, DirectoryErrorAction, DomainPattern, GroupRule, Listener, ListenerMatch, Mode, Policy,
     RecipientRule, Replies, ReplyKind, ReplyTemplate, SenderRef,
@@ -41,7 +43,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub policy: Arc<Policy>,
-    pub directory: Arc<StaticDirectory>,
+    pub directory: Arc<Directory>,
     /// Legal but risky settings, for the log and `check`.
     pub warnings: Vec<String>,
 }
@@ -173,8 +175,50 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             members: g.members,
         });
     }
-    let directory = Arc::new(StaticDirectory::new(&users, &groups));
-    let known_group = |name: &str| directory.has_group(name);
+    let cache = CacheSettings {
+        capacity: raw.cache.capacity,
+        ttl: raw.cache.ttl.0,
+        negative_ttl: raw.cache.negative_ttl.0,
+        stale_if_error: raw.cache.stale_if_error.0,
+    };
+    if cache.capacity == 0 {
+        return Err(err("cache.capacity must be at least 1".into()));
+    }
+    let directory = match (d.backend, d.ldap) {
+        (raw::Backend::Static, None) => Directory::Static(StaticDirectory::new(&users, &groups)),
+        (raw::Backend::Static, Some(l)) => {
+            return Err(at(
+                l.span(),
+                "[directory.ldap] is set but directory.backend is \"static\": set backend = \"ldap\"".into(),
+            ))
+        }
+        (raw::Backend::Ldap, None) => {
+            return Err(err(
+                "directory.backend = \"ldap\" needs a [directory.ldap] section".into(),
+            ))
+        }
+        (raw::Backend::Ldap, Some(l)) => {
+            if !users.is_empty() || !groups.is_empty() {
+                return Err(err(
+                    "directory.users and directory.groups belong to the static backend; remove them or use backend = \"static\"".into(),
+                ));
+            }
+            let span = l.span();
+            let settings = ldap_settings(l.into_inner())
+                .map_err(|m| at(span.clone(), format!("directory.ldap: {m}")))?;
+            let backend = LdapBackend::new(settings).map_err(|m| at(span, format!("directory.ldap: {m}")))?;
+            Directory::Ldap(Box::new(CachedLdap {
+                backend,
+                cache: Cache::new(cache),
+            }))
+        }
+    };
+    let directory = Arc::new(directory);
+    let known_group = |name: &str| match &*directory {
+        Directory::Static(d) => d.has_group(name),
+        // Resolved against the server by `gatehouse check`, not at load.
+        Directory::Ldap(_) => true,
+    };
 
     // [domains]
     let local_domains = raw
@@ -366,15 +410,92 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
+    if l.urls.is_empty() {
+        return Err("urls is empty".into());
+    }
+    for u in &l.urls {
+        if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+            return Err(format!("url {u:?} must start with ldap:// or ldaps://"));
+        }
+    }
+    if l.base_dn.trim().is_empty() {
+        return Err("base_dn is empty".into());
+    }
+    if !l.user_filter.contains("{login}") && !l.user_filter.contains("{address}") {
+        return Err("user_filter must contain {login} or {address}".into());
+    }
+    for (name, f) in [("user_filter", &l.user_filter), ("group_filter", &l.group_filter)] {
+        if !balanced(f) {
+            return Err(format!("{name} {f:?} has unbalanced parentheses"));
+        }
+    }
+    if l.membership == Membership::Search
+        && !l.group_filter.contains("{dn}")
+        && !l.group_filter.contains("{login}")
+    {
+        return Err("membership = \"search\" needs {dn} or {login} in group_filter".into());
+    }
+    if l.bind_dn.is_some() != l.bind_password_file.is_some() {
+        return Err("bind_dn and bind_password_file go together (omit both for an anonymous bind)".into());
+    }
+    if l.pool_size == 0 || l.page_size <= 0 || l.max_depth == 0 || l.max_groups == 0 {
+        return Err("pool_size, page_size, max_depth and max_groups must be at least 1".into());
+    }
+    if l.timeout.0.is_zero() {
+        return Err("timeout must be more than 0".into());
+    }
+    Ok(LdapSettings {
+        urls: l.urls,
+        starttls: l.starttls,
+        ca_file: l.ca_file.map(PathBuf::from),
+        bind_dn: l.bind_dn,
+        bind_password_file: l.bind_password_file.map(PathBuf::from),
+        group_base_dn: l.group_base_dn.unwrap_or_else(|| l.base_dn.clone()),
+        base_dn: l.base_dn,
+        user_filter: l.user_filter,
+        login_attribute: l.login_attribute,
+        address_attributes: l.address_attributes,
+        membership: l.membership,
+        memberof_attribute: l.memberof_attribute,
+        group_filter: l.group_filter,
+        group_name_attribute: l.group_name_attribute,
+        nested: l.nested,
+        max_depth: l.max_depth,
+        max_groups: l.max_groups,
+        timeout: l.timeout.0,
+        pool_size: l.pool_size,
+        page_size: l.page_size,
+    })
+}
+
+/// Parentheses of an LDAP filter template balance (escapes are `\28`/`\29`, never raw).
+fn balanced(filter: &str) -> bool {
+    let mut depth = 0i32;
+    for c in filter.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0 && filter.starts_with('(')
+}
+
 fn parse_sender_ref(
     s: &str,
     known_group: &dyn Fn(&str) -> bool,
-    dir: &StaticDirectory,
+    dir: &Directory,
 ) -> Result<SenderRef, String> {
     match s.split_once(':') {
         Some(("group", g)) if known_group(g) => Ok(SenderRef::Group(g.to_string())),
         Some(("group", g)) => Err(format!("group {g:?} is not defined in the directory")),
-        Some(("user", u)) if dir.has_user(u) => Ok(SenderRef::User(u.to_string())),
+        Some(("user", u)) if !matches!(dir, Directory::Static(d) if !d.has_user(u)) => {
+            Ok(SenderRef::User(u.to_string()))
+        }
         Some(("user", u)) => Err(format!("user {u:?} is not defined in the directory")),
         Some(("sender", a)) => Address::parse(a)
             .filter(|a| !a.domain.is_empty())

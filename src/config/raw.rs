@@ -11,6 +11,8 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::directory::ldap::Membership;
+use crate::directory::CacheSettings;
 use crate::milter::Endpoint;
 use crate::policy::{DirectoryErrorAction, DomainPattern, Mode, ReplyKind};
 
@@ -95,6 +97,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub directory: RawDirectory,
     #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
     pub domains: RawDomains,
     #[serde(default)]
     pub listener: Vec<Spanned<RawListener>>,
@@ -155,6 +159,7 @@ impl Default for RawLog {
 pub enum Backend {
     #[default]
     Static,
+    Ldap,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -163,6 +168,80 @@ pub struct RawDirectory {
     pub backend: Backend,
     pub users: Vec<Spanned<RawUser>>,
     pub groups: Vec<Spanned<RawGroup>>,
+    pub ldap: Option<Spanned<RawLdap>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLdap {
+    pub urls: Vec<String>,
+    pub starttls: bool,
+    pub ca_file: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub base_dn: String,
+    pub group_base_dn: Option<String>,
+    pub user_filter: String,
+    pub login_attribute: String,
+    pub address_attributes: Vec<String>,
+    pub membership: Membership,
+    pub memberof_attribute: String,
+    pub group_filter: String,
+    pub group_name_attribute: String,
+    pub nested: bool,
+    pub max_depth: usize,
+    pub max_groups: usize,
+    pub timeout: Dur,
+    pub pool_size: usize,
+    pub page_size: i32,
+}
+
+impl Default for RawLdap {
+    fn default() -> Self {
+        RawLdap {
+            urls: Vec::new(),
+            starttls: false,
+            ca_file: None,
+            bind_dn: None,
+            bind_password_file: None,
+            base_dn: String::new(),
+            group_base_dn: None,
+            user_filter: "(&(objectClass=inetOrgPerson)(|(uid={login})(mail={address})))".into(),
+            login_attribute: "uid".into(),
+            address_attributes: vec!["mail".into()],
+            membership: Membership::MemberOf,
+            memberof_attribute: "memberOf".into(),
+            group_filter: "(&(objectClass=groupOfNames)(member={dn}))".into(),
+            group_name_attribute: "cn".into(),
+            nested: true,
+            max_depth: 10,
+            max_groups: 1000,
+            timeout: Dur(Duration::from_secs(3)),
+            pool_size: 4,
+            page_size: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub capacity: usize,
+    pub ttl: Dur,
+    pub negative_ttl: Dur,
+    pub stale_if_error: Dur,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        let d = CacheSettings::default();
+        RawCache {
+            capacity: d.capacity,
+            ttl: Dur(d.ttl),
+            negative_ttl: Dur(d.negative_ttl),
+            stale_if_error: Dur(d.stale_if_error),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

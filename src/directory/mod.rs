@@ -1,13 +1,17 @@
 //! Who is who and who is in which group. Every lookup the policy needs goes
-//! through the [`Directory`] trait; the static backend answers from the
-//! configuration. (An LDAP backend behind a shared cache is planned; nothing
-//! outside this module will talk to LDAP.)
+//! through [`Directory`]: the static backend answers from the configuration
+//! (hash-map reads, nothing to cache); the LDAP backend answers through the
+//! shared [`cache::Cache`]. Nothing outside this module talks to LDAP.
 
+pub mod cache;
+pub mod ldap;
 mod static_dir;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+pub use cache::{CacheSettings, Source, UserKey};
 pub use static_dir::{StaticDirectory, StaticGroup, StaticUser};
 
 /// One user entry.
@@ -19,6 +23,8 @@ pub struct UserEntry {
     pub dn: String,
     /// Addresses that are this user's own, lowercased.
     pub addresses: Vec<String>,
+    /// Group DNs read from the entry's memberOf attribute (LDAP `memberof` mode).
+    pub member_of: Vec<String>,
 }
 
 /// A user's groups, nested included. Keys are lowercased group names (and DNs
@@ -69,9 +75,72 @@ pub struct ResolvedUser {
 #[error("directory unavailable: {0}")]
 pub struct DirectoryUnavailable(pub String);
 
-pub trait Directory: Send + Sync {
+/// The directory of one configuration generation.
+pub enum Directory {
+    Static(StaticDirectory),
+    Ldap(Box<CachedLdap>),
+}
+
+/// The LDAP backend behind its cache.
+pub struct CachedLdap {
+    pub backend: ldap::LdapBackend,
+    pub cache: cache::Cache<UserKey>,
+}
+
+impl Directory {
     /// Resolve an authenticated login (or an address used as login).
-    fn user_by_login(&self, login: &str) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable>;
+    pub async fn user_by_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
+        self.lookup(UserKey::Login(login.to_lowercase())).await.0
+    }
+
     /// Resolve an address to the user who owns it.
-    fn user_by_address(&self, address: &str) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable>;
+    pub async fn user_by_address(
+        &self,
+        address: &str,
+    ) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
+        self.lookup(UserKey::Address(address.to_lowercase())).await.0
+    }
+
+    /// Resolve, and say where the answer came from.
+    pub async fn lookup(&self, key: UserKey) -> (cache::Lookup, Source) {
+        match self {
+            Directory::Static(d) => {
+                let found = match &key {
+                    UserKey::Login(l) => d.user_by_login(l),
+                    UserKey::Address(a) => d.user_by_address(a),
+                };
+                (Ok(found), Source::Directory)
+            }
+            Directory::Ldap(l) => {
+                let (backend, cache) = (&l.backend, &l.cache);
+                let fetch = || async {
+                    let name = match &key {
+                        UserKey::Login(l) => l.as_str(),
+                        UserKey::Address(a) => a.as_str(),
+                    };
+                    let Some(entry) = backend.find_user(name).await? else {
+                        return Ok(None);
+                    };
+                    let groups = backend.groups_of(&entry).await?;
+                    Ok(Some(Arc::new(ResolvedUser { entry, groups })))
+                };
+                let result = cache.get_or_fetch(&key, Instant::now(), fetch).await;
+                if let Err(e) = &result.0 {
+                    tracing::warn!(key = %key, error = %e, "directory lookup failed");
+                }
+                result
+            }
+        }
+    }
+
+    /// Cache counters as `hits misses queries errors stale_served`, for the logs.
+    pub fn counters(&self) -> Option<[u64; 5]> {
+        match self {
+            Directory::Static(_) => None,
+            Directory::Ldap(l) => Some(l.cache.counters.snapshot()),
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::{Directory, DirectoryUnavailable, Memberships, ResolvedUser, UserEntry};
+use super::{Memberships, ResolvedUser, UserEntry};
 
 /// Deepest nesting followed; deeper groups are ignored with a warning.
 const MAX_DEPTH: usize = 32;
@@ -86,6 +86,7 @@ impl StaticDirectory {
                 login: u.login.clone(),
                 dn: format!("user:{}", u.login),
                 addresses: u.addresses.iter().map(|a| a.to_lowercase()).collect(),
+                member_of: Vec::new(),
             };
             let resolved = Arc::new(ResolvedUser {
                 entry,
@@ -109,19 +110,18 @@ impl StaticDirectory {
     }
 }
 
-impl Directory for StaticDirectory {
-    fn user_by_login(&self, login: &str) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
+impl StaticDirectory {
+    /// A login may be an address ("alice@example.com"), as SASL clients often send.
+    pub fn user_by_login(&self, login: &str) -> Option<Arc<ResolvedUser>> {
         let key = login.to_lowercase();
-        // A login may be an address ("alice@example.com"), as SASL clients often send.
-        Ok(self
-            .by_login
+        self.by_login
             .get(&key)
             .or_else(|| self.by_address.get(&key))
-            .cloned())
+            .cloned()
     }
 
-    fn user_by_address(&self, address: &str) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
-        Ok(self.by_address.get(&address.to_lowercase()).cloned())
+    pub fn user_by_address(&self, address: &str) -> Option<Arc<ResolvedUser>> {
+        self.by_address.get(&address.to_lowercase()).cloned()
     }
 }
 
@@ -153,16 +153,13 @@ mod tests {
                 group("All Staff", &["group:full-time employees"]),
             ],
         );
-        let alice = d.user_by_login("ALICE").unwrap().unwrap();
+        let alice = d.user_by_login("ALICE").unwrap();
         assert_eq!(
             &alice.groups.path_to("all staff").unwrap()[..],
             &["alice", "Engineering", "Full-Time Employees", "All Staff"]
         );
-        assert!(d.user_by_address("Alice@Example.com").unwrap().is_some());
-        assert!(
-            d.user_by_login("alice@example.com").unwrap().is_some(),
-            "address as login"
-        );
+        assert!(d.user_by_address("Alice@Example.com").is_some());
+        assert!(d.user_by_login("alice@example.com").is_some(), "address as login");
     }
 
     #[test]
@@ -171,7 +168,7 @@ mod tests {
             &[user("bob", &[], &["A"])],
             &[group("A", &["group:B"]), group("B", &["group:A"])],
         );
-        let bob = d.user_by_login("bob").unwrap().unwrap();
+        let bob = d.user_by_login("bob").unwrap();
         assert!(bob.groups.contains("A") && bob.groups.contains("B"));
         assert_eq!(bob.groups.len(), 2);
     }
@@ -179,12 +176,7 @@ mod tests {
     #[test]
     fn membership_by_group_member_list() {
         let d = StaticDirectory::new(&[user("carol", &[], &[])], &[group("All Staff", &["user:carol"])]);
-        assert!(d
-            .user_by_login("carol")
-            .unwrap()
-            .unwrap()
-            .groups
-            .contains("all staff"));
-        assert!(d.user_by_login("nobody").unwrap().is_none());
+        assert!(d.user_by_login("carol").unwrap().groups.contains("all staff"));
+        assert!(d.user_by_login("nobody").is_none());
     }
 }

@@ -1,0 +1,332 @@
+//! The cache shared by all sessions in front of a directory backend.
+//!
+//! - LRU with a capacity; a positive entry lives `ttl`, "no such user" lives
+//!   `negative_ttl`.
+//! - Single flight: concurrent misses for one key wait for one query.
+//! - Stale-if-error: when the backend fails, an expired entry younger than
+//!   `ttl + stale_if_error` is served (and counted); otherwise the caller
+//!   gets "directory unavailable". An error is never cached, and never turns
+//!   into "unknown user" or "not a member".
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use tokio::sync::OnceCell;
+
+use super::{DirectoryUnavailable, ResolvedUser};
+
+/// What the cache is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UserKey {
+    Login(String),
+    Address(String),
+}
+
+impl std::fmt::Display for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserKey::Login(l) => write!(f, "login {l}"),
+            UserKey::Address(a) => write!(f, "address {a}"),
+        }
+    }
+}
+
+pub type Lookup = Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable>;
+
+/// Where an answer came from, for `lookup` and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Directory,
+    /// Expired entry served because the directory is unavailable.
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub capacity: usize,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_if_error: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: 10_000,
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            stale_if_error: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub queries: AtomicU64,
+    pub errors: AtomicU64,
+    pub stale_served: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> [u64; 5] {
+        [
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+            self.queries.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.stale_served.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Option<Arc<ResolvedUser>>,
+    fetched: Instant,
+}
+
+type Flight = Arc<OnceCell<Lookup>>;
+
+pub struct Cache<K = UserKey> {
+    settings: CacheSettings,
+    entries: Mutex<LruCache<K, Entry>>,
+    in_flight: Mutex<HashMap<K, Flight>>,
+    pub counters: Counters,
+}
+
+impl<K: Hash + Eq + Clone> Cache<K> {
+    pub fn new(settings: CacheSettings) -> Self {
+        let cap = NonZeroUsize::new(settings.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Cache {
+            settings,
+            entries: Mutex::new(LruCache::new(cap)),
+            in_flight: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn lifetime(&self, e: &Entry) -> Duration {
+        if e.value.is_some() {
+            self.settings.ttl
+        } else {
+            self.settings.negative_ttl
+        }
+    }
+
+    /// Answer from the cache, or run `fetch` once for all concurrent callers.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &K, now: Instant, fetch: F) -> (Lookup, Source)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Lookup>,
+    {
+        let cached = lock(&self.entries).get(key).cloned();
+        if let Some(e) = &cached {
+            if now.saturating_duration_since(e.fetched) < self.lifetime(e) {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return (Ok(e.value.clone()), Source::Cache);
+            }
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let flight = lock(&self.in_flight).entry(key.clone()).or_default().clone();
+        let result = flight
+            .get_or_init(|| async {
+                self.counters.queries.fetch_add(1, Ordering::Relaxed);
+                let r = fetch().await;
+                match &r {
+                    Ok(value) => {
+                        let e = Entry {
+                            value: value.clone(),
+                            fetched: Instant::now(),
+                        };
+                        lock(&self.entries).put(key.clone(), e);
+                    }
+                    Err(_) => {
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                r
+            })
+            .await
+            .clone();
+        {
+            let mut f = lock(&self.in_flight);
+            if f.get(key).is_some_and(|x| Arc::ptr_eq(x, &flight)) {
+                f.remove(key);
+            }
+        }
+        match result {
+            Ok(v) => (Ok(v), Source::Directory),
+            Err(e) => match cached {
+                Some(old)
+                    if now.saturating_duration_since(old.fetched)
+                        < self.lifetime(&old) + self.settings.stale_if_error =>
+                {
+                    self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                    (Ok(old.value), Source::Stale)
+                }
+                _ => (Err(e), Source::Directory),
+            },
+        }
+    }
+
+    /// Drop everything (reload).
+    pub fn clear(&self) {
+        lock(&self.entries).clear();
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of a cache;
+/// the data is still a valid cache, so keep going.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{Memberships, UserEntry};
+    use std::sync::atomic::AtomicUsize;
+
+    fn user(login: &str) -> Arc<ResolvedUser> {
+        Arc::new(ResolvedUser {
+            entry: UserEntry {
+                login: login.into(),
+                dn: format!("uid={login}"),
+                addresses: vec![],
+                member_of: vec![],
+            },
+            groups: Memberships::default(),
+        })
+    }
+
+    fn settings() -> CacheSettings {
+        CacheSettings {
+            capacity: 2,
+            ttl: Duration::from_secs(10),
+            negative_ttl: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn hit_miss_ttl_and_negative_ttl() {
+        let c: Cache<String> = Cache::new(settings());
+        let t0 = Instant::now();
+        let k = "alice".to_string();
+        let (r, s) = c.get_or_fetch(&k, t0, || async { Ok(Some(user("alice"))) }).await;
+        assert_eq!(
+            (r.unwrap().unwrap().entry.login.as_str(), s),
+            ("alice", Source::Directory)
+        );
+        let (_, s) = c
+            .get_or_fetch(&k, t0 + Duration::from_secs(9), || async { unreachable!() })
+            .await;
+        assert_eq!(s, Source::Cache);
+        let (_, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(11), || async {
+                Ok(Some(user("alice")))
+            })
+            .await;
+        assert_eq!(s, Source::Directory, "expired after ttl");
+        let nobody = "nobody".to_string();
+        let (r, _) = c
+            .get_or_fetch(&nobody, Instant::now(), || async { Ok(None) })
+            .await;
+        assert!(r.unwrap().is_none());
+        let (_, s) = c
+            .get_or_fetch(&nobody, Instant::now() + Duration::from_secs(1), || async {
+                unreachable!()
+            })
+            .await;
+        assert_eq!(s, Source::Cache, "negative answer cached");
+        let (_, s) = c
+            .get_or_fetch(&nobody, Instant::now() + Duration::from_secs(3), || async {
+                Ok(None)
+            })
+            .await;
+        assert_eq!(s, Source::Directory, "negative ttl is shorter");
+        assert_eq!(c.counters.snapshot()[..3], [2, 4, 4]);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached_and_stale_is_served_within_bounds() {
+        let c: Cache<String> = Cache::new(settings());
+        let k = "alice".to_string();
+        let down = || async { Err(DirectoryUnavailable("down".into())) };
+        // Error with nothing cached: unavailable, and nothing stored.
+        let (r, _) = c.get_or_fetch(&k, Instant::now(), down).await;
+        assert!(r.is_err());
+        assert!(c.is_empty());
+        let _ = c
+            .get_or_fetch(&k, Instant::now(), || async { Ok(Some(user("alice"))) })
+            .await;
+        // Expired but within stale_if_error: served stale.
+        let later = Instant::now() + Duration::from_secs(50);
+        let (r, s) = c.get_or_fetch(&k, later, down).await;
+        assert_eq!(s, Source::Stale);
+        assert!(r.unwrap().is_some());
+        // Beyond ttl + stale_if_error: unavailable, never "unknown user".
+        let much_later = Instant::now() + Duration::from_secs(200);
+        let (r, _) = c.get_or_fetch(&k, much_later, down).await;
+        assert!(r.is_err());
+        let [_, _, _, errors, stale] = c.counters.snapshot();
+        assert_eq!((errors, stale), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_cause_one_query() {
+        let c: Arc<Cache<String>> = Arc::new(Cache::new(settings()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            let (c, calls, gate) = (c.clone(), calls.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                let k = "alice".to_string();
+                c.get_or_fetch(&k, Instant::now(), || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok(Some(user("alice")))
+                })
+                .await
+                .0
+                .unwrap()
+                .is_some()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.notify_one();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn capacity_evicts_least_recently_used() {
+        let c: Cache<String> = Cache::new(settings());
+        for k in ["a", "b", "c"] {
+            let _ = c
+                .get_or_fetch(&k.to_string(), Instant::now(), || async { Ok(None) })
+                .await;
+        }
+        assert_eq!(c.len(), 2);
+    }
+}

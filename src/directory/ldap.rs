@@ -1,0 +1,609 @@
+//! The LDAP backend (ldap3): finds a user entry by login or address and the
+//! user's groups, nested, in one of three membership modes.
+//!
+//! - `memberof`: the user's `memberOf` values, then each group's own
+//!   `memberOf`, breadth-first (OpenLDAP memberof overlay, 389-ds, AD).
+//! - `search`: groups found with `group_filter` (`{dn}` = member DN,
+//!   `{login}` = uid for posixGroup memberUid), then groups that contain
+//!   those groups, breadth-first.
+//! - `ad-in-chain`: one search with Active Directory's transitive rule
+//!   `member:1.2.840.113556.1.4.1941:=`; the server walks the chain.
+//!
+//! Client-side expansion keeps a visited set (cycles are harmless), stops at
+//! `max_depth` and at `max_groups`. Every value put into a filter is escaped
+//! per RFC 4515 (`ldap3::ldap_escape`); DNs taken from the directory are
+//! escaped the same way when they go into a filter.
+//!
+//! Servers are tried in the order of `urls`; a server that fails is skipped
+//! for a back-off that doubles up to a minute, and a connection to a later
+//! server is given up after `FAILBACK_AFTER`, so the first server gets the
+//! traffic back when it recovers. An operation that fails on a pooled
+//! connection is retried once on a new one (a restarted server leaves dead
+//! connections behind).
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use super::{DirectoryUnavailable, Memberships, UserEntry};
+
+/// A connection to a server later in `urls` is dropped after this long, so
+/// traffic returns to the first server once it is back.
+const FAILBACK_AFTER: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum Membership {
+    #[serde(rename = "memberof")]
+    MemberOf,
+    #[serde(rename = "search")]
+    Search,
+    #[serde(rename = "ad-in-chain")]
+    AdInChain,
+}
+
+/// `[directory.ldap]`, validated.
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    pub urls: Vec<String>,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: String,
+    pub group_base_dn: String,
+    pub user_filter: String,
+    pub login_attribute: String,
+    pub address_attributes: Vec<String>,
+    pub membership: Membership,
+    pub memberof_attribute: String,
+    pub group_filter: String,
+    pub group_name_attribute: String,
+    pub nested: bool,
+    pub max_depth: usize,
+    pub max_groups: usize,
+    pub timeout: Duration,
+    pub pool_size: usize,
+    pub page_size: i32,
+}
+
+struct Server {
+    url: String,
+    state: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    down_until: Option<Instant>,
+}
+
+struct Pooled {
+    ldap: Ldap,
+    server: usize,
+    since: Instant,
+}
+
+pub struct LdapBackend {
+    settings: LdapSettings,
+    password: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    servers: Vec<Server>,
+    pool: Vec<tokio::sync::Mutex<Option<Pooled>>>,
+    next: AtomicUsize,
+}
+
+fn unavailable(msg: impl Into<String>) -> DirectoryUnavailable {
+    DirectoryUnavailable(msg.into())
+}
+
+impl LdapBackend {
+    /// Read the password file and CA now, so a bad path is a start-up error.
+    pub fn new(settings: LdapSettings) -> Result<LdapBackend, String> {
+        let password = match &settings.bind_password_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("bind_password_file {}: {e}", p.display()))?;
+                Some(text.trim_end_matches(['\n', '\r']).to_string())
+            }
+            None => None,
+        };
+        let tls = match &settings.ca_file {
+            Some(ca) => Some(Arc::new(tls_config(ca)?)),
+            None => None,
+        };
+        let servers = settings
+            .urls
+            .iter()
+            .map(|u| Server {
+                url: u.clone(),
+                state: Mutex::new(Health::default()),
+            })
+            .collect();
+        let pool = (0..settings.pool_size.max(1))
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
+        Ok(LdapBackend {
+            settings,
+            password,
+            tls,
+            servers,
+            pool,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn settings(&self) -> &LdapSettings {
+        &self.settings
+    }
+
+    async fn connect(&self, index: usize) -> Result<Ldap, String> {
+        let s = &self.settings;
+        let url = &self.servers[index].url;
+        let mut conn_settings = LdapConnSettings::new()
+            .set_conn_timeout(s.timeout)
+            .set_starttls(s.starttls && url.starts_with("ldap://"));
+        if let Some(tls) = &self.tls {
+            conn_settings = conn_settings.set_config(tls.clone());
+        }
+        let (conn, mut ldap) =
+            tokio::time::timeout(s.timeout, LdapConnAsync::with_settings(conn_settings, url))
+                .await
+                .map_err(|_| format!("{url}: connect timed out after {:?}", s.timeout))?
+                .map_err(|e| format!("{url}: {e}"))?;
+        ldap3::drive!(conn);
+        if let Some(dn) = &s.bind_dn {
+            let pw = self.password.as_deref().unwrap_or("");
+            let r = ldap
+                .with_timeout(s.timeout)
+                .simple_bind(dn, pw)
+                .await
+                .map_err(|e| format!("{url}: bind: {e}"))?;
+            if r.rc != 0 {
+                // The password is never part of the message.
+                return Err(format!("{url}: bind as {dn} refused: rc={} {}", r.rc, r.text));
+            }
+        }
+        Ok(ldap)
+    }
+
+    /// First healthy server in order; a failed one is backed off.
+    async fn connect_any(&self) -> Result<Pooled, DirectoryUnavailable> {
+        let mut errors = Vec::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            let now = Instant::now();
+            if lock(&server.state).down_until.is_some_and(|t| now < t) {
+                errors.push(format!("{}: backing off", server.url));
+                continue;
+            }
+            match self.connect(i).await {
+                Ok(ldap) => {
+                    let mut h = lock(&server.state);
+                    if h.failures > 0 {
+                        tracing::info!(server = %server.url, "directory server reachable again");
+                    }
+                    *h = Health::default();
+                    return Ok(Pooled {
+                        ldap,
+                        server: i,
+                        since: Instant::now(),
+                    });
+                }
+                Err(e) => {
+                    let mut h = lock(&server.state);
+                    h.failures += 1;
+                    let backoff = Duration::from_secs(1 << h.failures.min(6)).min(MAX_BACKOFF);
+                    h.down_until = Some(Instant::now() + backoff);
+                    tracing::warn!(server = %server.url, error = %e, retry_in = ?backoff, "directory server failed");
+                    errors.push(e);
+                }
+            }
+        }
+        Err(unavailable(format!(
+            "no directory server reachable: {}",
+            errors.join("; ")
+        )))
+    }
+
+    /// A live connection handle from the pool (ldap3 multiplexes operations on it).
+    async fn handle(&self) -> Result<(Ldap, usize), DirectoryUnavailable> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let mut guard = self.pool[slot].lock().await;
+        if let Some(p) = guard.as_mut() {
+            let failback = p.server > 0 && p.since.elapsed() > FAILBACK_AFTER;
+            if !p.ldap.is_closed() && !failback {
+                return Ok((p.ldap.clone(), slot));
+            }
+        }
+        *guard = None;
+        let p = self.connect_any().await?;
+        let ldap = p.ldap.clone();
+        *guard = Some(p);
+        Ok((ldap, slot))
+    }
+
+    async fn discard(&self, slot: usize) {
+        *self.pool[slot].lock().await = None;
+    }
+
+    /// Search with paging; `Ok(empty)` when the base does not exist.
+    pub async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, DirectoryUnavailable> {
+        let mut last = None;
+        for _attempt in 0..2 {
+            let (ldap, slot) = self.handle().await?;
+            match self.search_on(ldap, base, scope, filter, attrs).await {
+                Ok(entries) => return Ok(entries),
+                Err(SearchError::Fatal(e)) => return Err(e),
+                Err(SearchError::Connection(e)) => {
+                    self.discard(slot).await;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| unavailable("search failed")))
+    }
+
+    async fn search_on(
+        &self,
+        mut ldap: Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, SearchError> {
+        let t = self.settings.timeout;
+        let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
+        let run = async {
+            let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+                Box::new(EntriesOnly::new()),
+                Box::new(PagedResults::new(self.settings.page_size)),
+            ];
+            let mut stream = ldap
+                .with_timeout(t)
+                .streaming_search_with(adapters, base, scope, filter, attrs)
+                .await
+                .map_err(|e| SearchError::Connection(unavailable(format!("search {filter}: {e}"))))?;
+            let mut out = Vec::new();
+            loop {
+                match stream.next().await {
+                    Ok(Some(entry)) => out.push(construct(entry).map_err(SearchError::Fatal)?),
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(SearchError::Connection(unavailable(format!(
+                            "search {filter}: {e}"
+                        ))));
+                    }
+                }
+            }
+            let res = stream.finish().await;
+            match res.rc {
+                0 => Ok(out),
+                32 => Ok(Vec::new()), // noSuchObject: the base (e.g. a deleted group) is gone
+                rc => Err(SearchError::Fatal(unavailable(format!(
+                    "search {filter} under {base}: rc={rc} {}",
+                    res.text
+                )))),
+            }
+        };
+        tokio::time::timeout(t * 2, run).await.unwrap_or_else(|_| {
+            Err(SearchError::Connection(unavailable(format!(
+                "search {filter}: timed out"
+            ))))
+        })
+    }
+
+    /// The user entry for a login or an address.
+    pub async fn find_user(&self, key: &str) -> Result<Option<UserEntry>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let escaped = ldap_escape(key);
+        let filter = s
+            .user_filter
+            .replace("{login}", &escaped)
+            .replace("{address}", &escaped);
+        let mut attrs: Vec<&str> = vec![s.login_attribute.as_str()];
+        attrs.extend(s.address_attributes.iter().map(|a| a.as_str()));
+        if s.membership == Membership::MemberOf {
+            attrs.push(s.memberof_attribute.as_str());
+        }
+        let entries = self.search(&s.base_dn, Scope::Subtree, &filter, &attrs).await?;
+        match entries.len() {
+            0 => Ok(None),
+            1 => Ok(Some(
+                self.user_entry(entries.into_iter().next().expect("one entry")),
+            )),
+            n => Err(unavailable(format!(
+                "{n} entries match {filter}: refusing to guess which user this is"
+            ))),
+        }
+    }
+
+    fn user_entry(&self, e: SearchEntry) -> UserEntry {
+        let s = &self.settings;
+        let login = first(&e, &s.login_attribute).unwrap_or_default();
+        let addresses = s
+            .address_attributes
+            .iter()
+            .flat_map(|a| attr(&e, a))
+            .map(|v| v.to_lowercase())
+            .collect();
+        let member_of = attr(&e, &s.memberof_attribute);
+        UserEntry {
+            login,
+            dn: e.dn.clone(),
+            addresses,
+            member_of,
+        }
+    }
+
+    /// The user's groups, nested included, with the path to each.
+    pub async fn groups_of(&self, user: &UserEntry) -> Result<Memberships, DirectoryUnavailable> {
+        let s = &self.settings;
+        let mut out = Memberships::default();
+        let root: Arc<[String]> = Arc::from(vec![user.login.clone()]);
+        match s.membership {
+            Membership::AdInChain => {
+                let filter = format!(
+                    "(member:1.2.840.113556.1.4.1941:={})",
+                    ldap_escape(user.dn.as_str())
+                );
+                for g in self
+                    .search(
+                        &s.group_base_dn,
+                        Scope::Subtree,
+                        &filter,
+                        &[&s.group_name_attribute],
+                    )
+                    .await?
+                {
+                    self.add_group(&mut out, &root, &g.dn, first(&g, &s.group_name_attribute));
+                    if out.len() >= s.max_groups {
+                        break;
+                    }
+                }
+            }
+            Membership::MemberOf | Membership::Search => {
+                // Breadth-first: (group DN, path to it).
+                let mut queue: VecDeque<(String, Arc<[String]>)> = VecDeque::new();
+                let mut seen: HashSet<String> = HashSet::new();
+                let direct = self
+                    .direct_groups(user.dn.as_str(), Some(user), s.membership)
+                    .await?;
+                for (dn, name) in direct {
+                    if seen.insert(dn.to_lowercase()) {
+                        let path = self.add_group(&mut out, &root, &dn, name);
+                        queue.push_back((dn, path));
+                    }
+                }
+                while let Some((dn, path)) = queue.pop_front() {
+                    if !s.nested || out.len() >= s.max_groups {
+                        break;
+                    }
+                    if path.len() > s.max_depth {
+                        tracing::warn!(group = %dn, max_depth = s.max_depth, "group nesting too deep: not followed");
+                        continue;
+                    }
+                    for (parent, name) in self.direct_groups(&dn, None, s.membership).await? {
+                        if out.len() >= s.max_groups {
+                            tracing::warn!(user = %user.login, max_groups = s.max_groups, "group result cap reached");
+                            break;
+                        }
+                        if seen.insert(parent.to_lowercase()) {
+                            let p = self.add_group(&mut out, &path, &parent, name);
+                            queue.push_back((parent, p));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Groups that directly contain `member_dn`, as (DN, name if known).
+    async fn direct_groups(
+        &self,
+        member_dn: &str,
+        user: Option<&UserEntry>,
+        mode: Membership,
+    ) -> Result<Vec<(String, Option<String>)>, DirectoryUnavailable> {
+        let s = &self.settings;
+        match mode {
+            Membership::MemberOf => {
+                let dns = match user {
+                    Some(u) => u.member_of.clone(),
+                    None => {
+                        let e = self
+                            .search(
+                                member_dn,
+                                Scope::Base,
+                                "(objectClass=*)",
+                                &[&s.memberof_attribute],
+                            )
+                            .await?;
+                        e.first()
+                            .map(|e| attr(e, &s.memberof_attribute))
+                            .unwrap_or_default()
+                    }
+                };
+                Ok(dns.into_iter().map(|dn| (dn, None)).collect())
+            }
+            _ => {
+                let login = user.map(|u| u.login.as_str()).unwrap_or("");
+                let filter = s
+                    .group_filter
+                    .replace("{dn}", &ldap_escape(member_dn))
+                    .replace("{login}", &ldap_escape(login));
+                // A group (not a user) has no login: a filter on {login} alone must not match "".
+                if user.is_none() && !s.group_filter.contains("{dn}") {
+                    return Ok(Vec::new());
+                }
+                let entries = self
+                    .search(
+                        &s.group_base_dn,
+                        Scope::Subtree,
+                        &filter,
+                        &[&s.group_name_attribute],
+                    )
+                    .await?;
+                Ok(entries
+                    .into_iter()
+                    .map(|g| {
+                        let name = first(&g, &s.group_name_attribute);
+                        (g.dn, name)
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn add_group(
+        &self,
+        out: &mut Memberships,
+        path: &Arc<[String]>,
+        dn: &str,
+        name: Option<String>,
+    ) -> Arc<[String]> {
+        let name = name
+            .or_else(|| first_rdn_value(dn))
+            .unwrap_or_else(|| dn.to_string());
+        let mut p = path.to_vec();
+        p.push(name.clone());
+        let p: Arc<[String]> = Arc::from(p);
+        out.insert(&name, p.clone());
+        out.insert(dn, p.clone());
+        p
+    }
+}
+
+enum SearchError {
+    /// The connection is suspect: retry on a new one.
+    Connection(DirectoryUnavailable),
+    /// The server answered with an error: retrying will not help.
+    Fatal(DirectoryUnavailable),
+}
+
+/// ldap3's entry parser panics on malformed BER; a directory answer must never
+/// bring gatehouse down, so a panic here becomes "directory unavailable".
+fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavailable> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry)))
+        .map_err(|_| unavailable("malformed entry in a directory answer"))
+}
+
+/// Attribute values, by case-insensitive attribute name.
+fn attr(e: &SearchEntry, name: &str) -> Vec<String> {
+    e.attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn first(e: &SearchEntry, name: &str) -> Option<String> {
+    attr(e, name).into_iter().next()
+}
+
+/// The value of a DN's first RDN, unescaped per RFC 4514 (`cn=Sales\, EMEA,ou=…` → `Sales, EMEA`).
+pub fn first_rdn_value(dn: &str) -> Option<String> {
+    let (_, rest) = dn.split_once('=')?;
+    let mut out = Vec::new();
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (hex, bytes.get(i + 1)) {
+                    (Some(b), _) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    (None, Some(&c)) => {
+                        out.push(c);
+                        i += 2;
+                    }
+                    // A lone trailing backslash is dropped.
+                    (None, None) => i += 1,
+                }
+            }
+            b',' | b'+' => break,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("ca_file {}: no certificate found", ca.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_values() {
+        assert_eq!(
+            first_rdn_value("cn=Sales\\, EMEA,ou=groups,dc=x").as_deref(),
+            Some("Sales, EMEA")
+        );
+        assert_eq!(first_rdn_value("cn=A\\2cB,dc=x").as_deref(), Some("A,B"));
+        assert_eq!(
+            first_rdn_value("CN=Domain Users,CN=Users,DC=corp").as_deref(),
+            Some("Domain Users")
+        );
+        assert_eq!(first_rdn_value("cn=x+uid=y,dc=z").as_deref(), Some("x"));
+        assert_eq!(first_rdn_value("garbage"), None);
+        assert_eq!(first_rdn_value("cn=trailing\\").as_deref(), Some("trailing"));
+    }
+
+    #[test]
+    fn filter_values_are_escaped_per_rfc4515() {
+        for (input, want) in [
+            ("*", "\\2a"),
+            ("alice)(uid=*", "alice\\29\\28uid=\\2a"),
+            ("\\", "\\5c"),
+            ("a\0b", "a\\00b"),
+            ("ünïcode", "ünïcode"),
+        ] {
+            assert_eq!(ldap_escape(input), want);
+        }
+    }
+}
