@@ -203,8 +203,9 @@ verdict() {
 # Run from the repository root whatever the caller's directory.
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 [[ -f Cargo.toml && -f bench/noop-milter.c ]] || die "run me from the gatehouse repository: bash bench/run.sh"
-[[ -f bench/gatehouse-bench.toml ]] || die "bench/gatehouse-bench.toml is missing"
-grep -q '@SOCKET@' bench/gatehouse-bench.toml || die "bench/gatehouse-bench.toml has no @SOCKET@ placeholder"
+# gatehouse runs the example policy, moved to a unix socket.
+LISTEN_LINE='listen = ["inet:127.0.0.1:8890"]'
+grep -qF "$LISTEN_LINE" conf/gatehouse.toml || die "conf/gatehouse.toml has no line starting with: $LISTEN_LINE"
 
 # System packages: only installed when missing, and apt-get update only then.
 # libc6-dev is only a Recommends of gcc, but the C no-op needs its headers.
@@ -250,12 +251,14 @@ TMP=$(mktemp -d -t gatehouse-bench.XXXXXX) # honours TMPDIR
 log "bench/run.sh: compiling bench/noop-milter.c"
 gcc -O2 -o "$TMP/noop-milter" bench/noop-milter.c -lmilter -lpthread
 
-# Write a gatehouse config for SOCKET into FILE from the template.
+# Write a gatehouse config for SOCKET into FILE: the example configuration
+# (conf/gatehouse.toml, the full policy) listening on the unix socket.
 make_gatehouse_config() {
 	local socket=$1 file=$2 escaped
 	# Escape the characters special in a sed replacement (and the delimiter).
 	escaped=$(printf '%s' "$socket" | sed 's/[\\|&]/\\&/g')
-	sed "s|@SOCKET@|$escaped|g" bench/gatehouse-bench.toml >"$file"
+	sed "s|^listen = \\[\"inet:127.0.0.1:8890\"\\]|listen = [\"unix:$escaped\"]|" conf/gatehouse.toml >"$file"
+	grep -qF "listen = [\"unix:$socket\"]" "$file" || die "could not point the benchmark config at $socket"
 }
 
 declare -A SOCK=() PID=() LOG=()

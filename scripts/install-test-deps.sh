@@ -9,12 +9,24 @@ set -euo pipefail
 # command -> Debian package
 declare -A NEED=(
     [miltertest]=miltertest
+    [slapd]=slapd          # OpenLDAP server for the LDAP directory tests (/usr/sbin)
+    [slapadd]=slapd        # builds the test cn=config (/usr/sbin)
+    [ldapadd]=ldap-utils   # loads test data; ldapsearch for manual checks
+    [openssl]=openssl      # test CA and server certificate for the TLS tests
 )
+
+# True when the command is installed. Daemons and admin tools live in
+# /usr/sbin, which is not on a normal user's PATH on Debian.
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
 
 missing=()
 for cmd in "${!NEED[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+    have "$cmd" || missing+=("${NEED[$cmd]}")
 done
+# One package may provide several commands: list it once.
+mapfile -t missing < <(printf '%s\n' ${missing[@]+"${missing[@]}"} | sort -u | sed '/^$/d')
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -37,5 +49,8 @@ cleanup() { if [ "$created_policy" = 1 ]; then rm -f "$policy_rc"; fi; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
+# Leave the system slapd unconfigured: no /etc/ldap/slapd.d database, no
+# example.com tree, nothing for a system daemon to serve.
+echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -466,6 +466,7 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
         timeout: l.timeout.0,
         pool_size: l.pool_size,
         page_size: l.page_size,
+        failback_after: l.failback_after.0,
     })
 }
 

@@ -194,6 +194,7 @@ pub struct RawLdap {
     pub timeout: Dur,
     pub pool_size: usize,
     pub page_size: i32,
+    pub failback_after: Dur,
 }
 
 impl Default for RawLdap {
@@ -219,6 +220,7 @@ impl Default for RawLdap {
             timeout: Dur(Duration::from_secs(3)),
             pool_size: 4,
             page_size: 500,
+            failback_after: Dur(Duration::from_secs(30)),
         }
     }
 }

@@ -16,7 +16,7 @@
 //!
 //! Servers are tried in the order of `urls`; a server that fails is skipped
 //! for a back-off that doubles up to a minute, and a connection to a later
-//! server is given up after `FAILBACK_AFTER`, so the first server gets the
+//! server is given up after `failback_after`, so the first server gets the
 //! traffic back when it recovers. An operation that fails on a pooled
 //! connection is retried once on a new one (a restarted server leaves dead
 //! connections behind).
@@ -32,9 +32,6 @@ use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEnt
 
 use super::{DirectoryUnavailable, Memberships, UserEntry};
 
-/// A connection to a server later in `urls` is dropped after this long, so
-/// traffic returns to the first server once it is back.
-const FAILBACK_AFTER: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -70,6 +67,9 @@ pub struct LdapSettings {
     pub timeout: Duration,
     pub pool_size: usize,
     pub page_size: i32,
+    /// A connection to a server later in `urls` is dropped after this long,
+    /// so traffic returns to the first server once it is back.
+    pub failback_after: Duration,
 }
 
 struct Server {
@@ -215,7 +215,7 @@ impl LdapBackend {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let mut guard = self.pool[slot].lock().await;
         if let Some(p) = guard.as_mut() {
-            let failback = p.server > 0 && p.since.elapsed() > FAILBACK_AFTER;
+            let failback = p.server > 0 && p.since.elapsed() > self.settings.failback_after;
             if !p.ldap.is_closed() && !failback {
                 return Ok((p.ldap.clone(), slot));
             }
@@ -357,52 +357,53 @@ impl LdapBackend {
                     "(member:1.2.840.113556.1.4.1941:={})",
                     ldap_escape(user.dn.as_str())
                 );
-                for g in self
+                let groups = self
                     .search(
                         &s.group_base_dn,
                         Scope::Subtree,
                         &filter,
                         &[&s.group_name_attribute],
                     )
-                    .await?
-                {
-                    self.add_group(&mut out, &root, &g.dn, first(&g, &s.group_name_attribute));
-                    if out.len() >= s.max_groups {
-                        break;
-                    }
+                    .await?;
+                for g in groups.iter().take(s.max_groups) {
+                    self.add_group(&mut out, &root, &g.dn, first(g, &s.group_name_attribute));
                 }
             }
             Membership::MemberOf | Membership::Search => {
-                // Breadth-first: (group DN, path to it).
+                // Breadth-first: (group DN, path to it); `seen` also counts the groups found.
                 let mut queue: VecDeque<(String, Arc<[String]>)> = VecDeque::new();
                 let mut seen: HashSet<String> = HashSet::new();
-                let direct = self
+                let mut found = self
                     .direct_groups(user.dn.as_str(), Some(user), s.membership)
                     .await?;
-                for (dn, name) in direct {
-                    if seen.insert(dn.to_lowercase()) {
-                        let path = self.add_group(&mut out, &root, &dn, name);
-                        queue.push_back((dn, path));
+                let mut parent_path = root;
+                loop {
+                    for (dn, name) in found {
+                        if seen.len() >= s.max_groups {
+                            tracing::warn!(user = %user.login, max_groups = s.max_groups, "group result cap reached");
+                            return Ok(out);
+                        }
+                        if seen.insert(dn.to_lowercase()) {
+                            let path = self.add_group(&mut out, &parent_path, &dn, name);
+                            queue.push_back((dn, path));
+                        }
                     }
-                }
-                while let Some((dn, path)) = queue.pop_front() {
-                    if !s.nested || out.len() >= s.max_groups {
+                    let Some((dn, path)) = queue.pop_front() else {
+                        break;
+                    };
+                    if !s.nested {
                         break;
                     }
-                    if path.len() > s.max_depth {
+                    // path = user, then one name per level: a group at level d is
+                    // followed upwards while d <= max_depth.
+                    if path.len() > s.max_depth + 1 {
                         tracing::warn!(group = %dn, max_depth = s.max_depth, "group nesting too deep: not followed");
+                        found = Vec::new();
+                        parent_path = path;
                         continue;
                     }
-                    for (parent, name) in self.direct_groups(&dn, None, s.membership).await? {
-                        if out.len() >= s.max_groups {
-                            tracing::warn!(user = %user.login, max_groups = s.max_groups, "group result cap reached");
-                            break;
-                        }
-                        if seen.insert(parent.to_lowercase()) {
-                            let p = self.add_group(&mut out, &path, &parent, name);
-                            queue.push_back((parent, p));
-                        }
-                    }
+                    found = self.direct_groups(&dn, None, s.membership).await?;
+                    parent_path = path;
                 }
             }
         }

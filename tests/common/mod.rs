@@ -2,6 +2,8 @@
 //! free loopback port, capture its log, stop it by PID.
 #![allow(dead_code)]
 
+pub mod slapd;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

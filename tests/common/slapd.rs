@@ -1,0 +1,435 @@
+//! A real OpenLDAP `slapd` for the LDAP directory tests: the Rust twin of
+//! `tests/ldap/slapd.sh` (read that script's header for the manual version).
+//!
+//! Each [`Slapd`] gets its own temporary folder holding a cn=config built
+//! with `slapadd -n0` from `tests/ldap/config.ldif`, an mdb database, and the
+//! server's log. slapd listens on a free loopback port only, runs without
+//! detaching (`-d none`), and is stopped through its PID. The test data
+//! (`tests/ldap/data.ldif`, then `tests/ldap/big.ldif`) is loaded with
+//! `ldapadd` over LDAP, because the memberof overlay fills `memberOf` only on
+//! LDAP writes, never on `slapadd`.
+//!
+//! Needs `slapd` and `slapadd` (Debian package slapd), `ldapadd` and
+//! `ldapmodify` (ldap-utils), `openssl` for TLS: `scripts/install-test-deps.sh`.
+//! Environment overrides: `SLAPD`, `SLAPADD` (binaries), `LDAP_MODULEDIR`
+//! (default `/usr/lib/ldap`), `LDAP_SCHEMADIR` (default `/etc/ldap/schema`).
+//!
+//! Declared in `tests/common/mod.rs` as `pub mod slapd;` (its
+//! `#![allow(dead_code)]` also covers this module in test binaries that use
+//! only part of it).
+//!
+//! ```ignore
+//! let ldap = Slapd::start();
+//! // ldap.url() == "ldap://127.0.0.1:PORT", bind as SERVICE_DN / SERVICE_PASSWORD
+//! // or anonymously; search below BASE_DN.
+//! ```
+
+use std::fs::{self, File};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Suffix of the test directory.
+pub const BASE_DN: &str = "dc=example,dc=com";
+/// The rootdn: may write everything, exempt from the size limit.
+pub const ROOT_DN: &str = "cn=admin,dc=example,dc=com";
+pub const ROOT_PASSWORD: &str = "secret";
+/// The account gatehouse binds with; reads everything but passwords.
+pub const SERVICE_DN: &str = "cn=gatehouse,ou=services,dc=example,dc=com";
+pub const SERVICE_PASSWORD: &str = "gatehouse-secret";
+/// Searches return at most this many entries without the pagedResults
+/// control (and pages may not be larger); the rootdn is exempt.
+pub const SIZE_LIMIT: usize = 500;
+
+/// The cn=config template; see its header for the placeholders.
+const CONFIG_TEMPLATE: &str = include_str!("../ldap/config.ldif");
+
+/// How long slapd may take to start listening or to stop.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Polling interval while waiting for slapd.
+const POLL: Duration = Duration::from_millis(10);
+
+/// What to start: [`Slapd::start`] and [`Slapd::start_tls`] cover the usual
+/// cases; `big: false` skips the 1200 users of `big.ldif` (saves ~0.3 s).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Test CA and server certificate, StartTLS on `port`, ldaps on `tls_port`.
+    pub tls: bool,
+    /// Load `big.ldif` (group "Big List" with 1200 members) after `data.ldif`.
+    pub big: bool,
+}
+
+/// A running test slapd. Dropping it kills slapd, then removes its folder.
+pub struct Slapd {
+    /// Port of `ldap://127.0.0.1:PORT` (StartTLS too, when TLS is on).
+    pub port: u16,
+    /// Port of `ldaps://127.0.0.1:PORT`, when started with TLS.
+    pub tls_port: Option<u16>,
+    /// Holds `slapd.d/`, `db/`, `slapd.log` and, with TLS, `ca.pem`.
+    pub dir: tempfile::TempDir,
+    /// The slapd process; `None` between [`Slapd::stop`] and [`Slapd::restart`].
+    child: Option<Child>,
+}
+
+impl Slapd {
+    /// Plain LDAP server with all the test data.
+    pub fn start() -> Slapd {
+        Slapd::start_with(Options {
+            tls: false,
+            big: true,
+        })
+    }
+
+    /// Server with all the test data, StartTLS on [`Slapd::url`] and LDAPS
+    /// on [`Slapd::ldaps_url`]; clients trust [`Slapd::ca_file`]. The
+    /// certificate names IP 127.0.0.1 and DNS localhost.
+    pub fn start_tls() -> Slapd {
+        Slapd::start_with(Options { tls: true, big: true })
+    }
+
+    /// Build, start and load a server in a new temporary folder. Panics
+    /// (with the tool's output or slapd's log) when any step fails.
+    pub fn start_with(options: Options) -> Slapd {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-slapd-")
+            .tempdir()
+            .expect("create a temporary folder for slapd");
+        let (port, tls_port) = if options.tls {
+            let (a, b) = free_port_pair();
+            (a, Some(b))
+        } else {
+            (free_port(), None)
+        };
+        if options.tls {
+            make_certificates(dir.path());
+        }
+        build_config(dir.path(), options.tls);
+
+        let mut slapd = Slapd {
+            port,
+            tls_port,
+            dir,
+            child: None,
+        };
+        slapd.launch();
+        slapd.ldapadd(&ldap_dir().join("data.ldif"));
+        if options.big {
+            slapd.ldapadd(&ldap_dir().join("big.ldif"));
+        }
+        slapd
+    }
+
+    /// `ldap://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldaps://127.0.0.1:TLS_PORT`; panics on a server without TLS.
+    pub fn ldaps_url(&self) -> String {
+        let port = self.tls_port.expect("ldaps_url: slapd was started without TLS");
+        format!("ldaps://127.0.0.1:{port}")
+    }
+
+    /// The PEM file of the CA that signed the server certificate; panics on
+    /// a server without TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.tls_port.is_some(), "ca_file: slapd was started without TLS");
+        self.dir.path().join("ca.pem")
+    }
+
+    /// slapd's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What slapd logged so far (start, stop and errors only).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
+    /// Stop slapd (SIGTERM to its PID, then wait; SIGKILL after 10 s). The
+    /// configuration and data stay for [`Slapd::restart`]. Clients see
+    /// "connection refused" until then. Does nothing when already stopped.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if child.try_wait().expect("slapd status").is_some() {
+            return; // already exited (and now reaped)
+        }
+        // std can only SIGKILL; SIGTERM lets slapd close its database cleanly.
+        let termed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        let deadline = Instant::now() + TIMEOUT;
+        while termed && Instant::now() < deadline {
+            if child.try_wait().expect("slapd status").is_some() {
+                return;
+            }
+            sleep(POLL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Start slapd again after [`Slapd::stop`] (or stop it first), on the
+    /// same port(s) with the same configuration and database: the data,
+    /// including changes made by the test, is kept; nothing is reloaded.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Apply an LDIF change (`changetype: add/modify/delete/modrdn`
+    /// records) as the rootdn, with `ldapmodify`. Panics if it fails.
+    pub fn modify(&self, ldif: &str) {
+        let path = self.dir.path().join("change.ldif");
+        fs::write(&path, ldif).expect("write change.ldif");
+        self.ldap_tool("ldapmodify", &path);
+    }
+
+    /// Start slapd on the built configuration and wait until it listens.
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "slapd is already running");
+        let dir = self.dir.path();
+        let mut listen = format!("ldap://127.0.0.1:{}/", self.port);
+        if let Some(tls_port) = self.tls_port {
+            listen.push_str(&format!(" ldaps://127.0.0.1:{tls_port}/"));
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("slapd.log"))
+            .expect("open slapd.log");
+        // -d: do not detach, so the child is slapd itself and its PID is
+        // ours to stop; log to stderr. Level "none" still logs what slapd
+        // always logs (start, stop, errors such as a busy port); -d 0
+        // would hide even those.
+        let child = Command::new(find_program("SLAPD", "slapd"))
+            .arg("-d")
+            .arg("none")
+            .arg("-F")
+            .arg(dir.join("slapd.d"))
+            .arg("-h")
+            .arg(&listen)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("clone slapd.log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start slapd");
+        self.child = Some(child);
+
+        // slapd calls listen() only once its databases are open, so a
+        // successful TCP connect means it is ready (harmless for LDAP).
+        self.wait_listening(self.port);
+        if let Some(tls_port) = self.tls_port {
+            self.wait_listening(tls_port);
+        }
+    }
+
+    /// Poll until a TCP connect to `port` succeeds; panic with slapd's log
+    /// if slapd exits first or after [`TIMEOUT`].
+    fn wait_listening(&mut self, port: u16) {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            self.assert_running("during startup");
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // A port taken by another process also accepts; slapd then
+                // fails to bind and exits at once: check it still runs.
+                self.assert_running("during startup (is the port taken?)");
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                panic!(
+                    "slapd not listening on {addr} after {TIMEOUT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// Panic with slapd's log if it has exited.
+    fn assert_running(&mut self, when: &str) {
+        let child = self.child.as_mut().expect("slapd not started");
+        if let Some(status) = child.try_wait().expect("slapd status") {
+            self.child = None;
+            panic!("slapd exited {when} ({status}); log:\n{}", self.log());
+        }
+    }
+
+    /// Load an LDIF file of new entries as the rootdn.
+    fn ldapadd(&self, file: &Path) {
+        self.ldap_tool("ldapadd", file);
+    }
+
+    /// Run `ldapadd`/`ldapmodify` on `file` as the rootdn; panic on failure.
+    fn ldap_tool(&self, tool: &str, file: &Path) {
+        let output = Command::new(tool)
+            .env("LDAPNOINIT", "1") // ignore /etc/ldap/ldap.conf and ~/.ldaprc
+            .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f"])
+            .arg(file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {tool} (install ldap-utils): {e}"));
+        assert!(
+            output.status.success(),
+            "{tool} -f {} failed ({}):\n{}\nslapd log:\n{}",
+            file.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Slapd {
+    /// Kill slapd by its PID (SIGKILL: the data is thrown away anyway) and
+    /// reap it; the temporary folder is removed afterwards.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `tests/ldap/` in the source tree: templates and test data.
+pub fn ldap_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("ldap")
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+/// Two different free loopback ports (both held while the second is found).
+fn free_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("find a free port");
+    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("find a free port");
+    (
+        a.local_addr().expect("port").port(),
+        b.local_addr().expect("port").port(),
+    )
+}
+
+/// The program named by environment variable `var`, else `name` from PATH or
+/// the sbin folders, which are not on a normal user's PATH on Debian.
+fn find_program(var: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let sbin = ["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from);
+    std::env::split_paths(&path)
+        .chain(sbin)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: run scripts/install-test-deps.sh (or set {var})"))
+}
+
+/// Fill in `config.ldif` and build `dir/slapd.d` from it with slapadd.
+fn build_config(dir: &Path, tls: bool) {
+    let db = dir.join("db");
+    let slapd_d = dir.join("slapd.d");
+    fs::create_dir(&db).expect("create db folder");
+    fs::create_dir(&slapd_d).expect("create slapd.d folder");
+
+    let moduledir = std::env::var("LDAP_MODULEDIR").unwrap_or_else(|_| "/usr/lib/ldap".into());
+    let schemadir = std::env::var("LDAP_SCHEMADIR").unwrap_or_else(|_| "/etc/ldap/schema".into());
+    let path = |name: &str| dir.join(name).display().to_string();
+    let filled = CONFIG_TEMPLATE
+        .replace("@DBDIR@", &db.display().to_string())
+        .replace("@MODULEDIR@", &moduledir)
+        .replace("@SCHEMADIR@", &schemadir)
+        .replace("@TLS_CERT@", &path("server.pem"))
+        .replace("@TLS_KEY@", &path("server.key"))
+        .replace("@TLS_CA@", &path("ca.pem"));
+    // Without TLS the olcTLS* lines go: slapd will not start without the files.
+    let config: String = filled
+        .lines()
+        .filter(|line| tls || !line.starts_with("olcTLS"))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    let config_file = dir.join("config.ldif");
+    fs::write(&config_file, config).expect("write config.ldif");
+
+    let output = Command::new(find_program("SLAPADD", "slapadd"))
+        .arg("-n0")
+        .arg("-F")
+        .arg(&slapd_d)
+        .arg("-l")
+        .arg(&config_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run slapadd");
+    assert!(
+        output.status.success(),
+        "slapadd -n0 of {} failed ({}):\n{}{}",
+        config_file.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and a server certificate for IP 127.0.0.1 and DNS
+/// localhost (`server.pem`, key `server.key`), with EC keys (instant).
+fn make_certificates(dir: &Path) {
+    #[rustfmt::skip]
+    openssl(dir, &[
+        "req", "-x509", "-new", "-nodes",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "3650", "-subj", "/CN=gatehouse test CA",
+    ]);
+    #[rustfmt::skip]
+    openssl(dir, &[
+        "req", "-new", "-nodes",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost",
+    ]);
+    fs::write(
+        dir.join("server.ext"),
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .expect("write server.ext");
+    #[rustfmt::skip]
+    openssl(dir, &[
+        "x509", "-req", "-in", "server.csr",
+        "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2",
+        "-days", "3650", "-extfile", "server.ext", "-out", "server.pem",
+    ]);
+}
+
+/// Run `openssl ARGS` in `dir`; panic with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (install openssl)");
+    assert!(
+        output.status.success(),
+        "openssl {} failed ({}):\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

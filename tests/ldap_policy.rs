@@ -1,0 +1,208 @@
+//! The whole policy through the real binary with the LDAP backend against a
+//! real slapd: group rules with nested groups, and the outage behaviour
+//! (4xx, never 5xx for a directory failure, never an open relay).
+
+mod common;
+
+use std::time::Duration;
+
+use common::slapd::{Options, Slapd, SERVICE_DN, SERVICE_PASSWORD};
+use common::{free_port, session, Gatehouse, EXAMPLE_CONFIG};
+use gatehouse::milter::client::{Envelope, MilterClient};
+use gatehouse::milter::Reply;
+
+/// The example configuration with its static directory replaced by the test slapd.
+fn ldap_example(listen: &str, slapd: &Slapd, cache: &str) -> String {
+    let pw = slapd.dir.path().join("gatehouse.secret");
+    std::fs::write(&pw, SERVICE_PASSWORD).unwrap();
+    let start = EXAMPLE_CONFIG.find("[directory]\n").unwrap();
+    let end = EXAMPLE_CONFIG.find("[domains]\n").unwrap();
+    let ldap = format!(
+        "[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurls = [\"{}\"]\nbind_dn = \"{SERVICE_DN}\"\n\
+         bind_password_file = {:?}\nbase_dn = \"dc=example,dc=com\"\ntimeout = \"1s\"\n\n[cache]\n{cache}\n\n",
+        slapd.url(),
+        pw.display().to_string()
+    );
+    let text = format!("{}{ldap}{}", &EXAMPLE_CONFIG[..start], &EXAMPLE_CONFIG[end..]);
+    text.replace(
+        "listen = [\"inet:127.0.0.1:8890\"]",
+        &format!("listen = [\"{listen}\"]"),
+    )
+}
+
+fn start(slapd: &Slapd, cache: &str) -> Gatehouse {
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    Gatehouse::start_with(&ldap_example(&listen, slapd, cache), &listen)
+}
+
+fn text(r: &Option<Reply>) -> String {
+    match r {
+        Some(Reply::ReplyCode(t)) => String::from_utf8_lossy(t).into_owned(),
+        Some(Reply::Continue) | None => "continue".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn submit(c: &mut MilterClient, login: &str, from: &str, rcpts: &[&str]) -> (String, Vec<String>) {
+    let env = Envelope {
+        mail_macros: vec![("{auth_authen}".into(), login.into())],
+        sender: from.into(),
+        recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+    };
+    let r = c.transaction(&env).await.unwrap();
+    (text(&r.mail), r.rcpts.iter().map(text).collect())
+}
+
+#[tokio::test]
+async fn group_rules_with_nested_ldap_groups() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let g = start(&slapd, "");
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    // alice: Mail Senders (submit), Internet Mail Users (relay), All Staff via
+    // Engineering > Full-Time Employees (restricted list).
+    let (mail, rcpts) = submit(
+        &mut c,
+        "alice",
+        "a.smith@example.com",
+        &["x@elsewhere.example", "all-staff@example.com"],
+    )
+    .await;
+    assert_eq!(mail, "continue");
+    assert_eq!(rcpts, vec!["continue", "continue"]);
+    // bob: Contractors — deny beats allow for relay, rejected by the list.
+    let (mail, rcpts) = submit(
+        &mut c,
+        "bob",
+        "bob@example.com",
+        &[
+            "x@elsewhere.example",
+            "all-staff@example.com",
+            "carol@example.com",
+        ],
+    )
+    .await;
+    assert_eq!(mail, "continue");
+    assert_eq!(
+        rcpts,
+        vec![
+            "550 5.7.1 <x@elsewhere.example>: Not permitted to relay",
+            "550 5.7.1 <all-staff@example.com>: Not authorized to send to this recipient",
+            "continue",
+        ]
+    );
+    // carol is not in Mail Senders.
+    let (mail, _) = submit(&mut c, "carol", "carol@example.com", &["bob@example.com"]).await;
+    assert_eq!(
+        mail,
+        "550 5.7.1 Client does not have permissions to submit to this server"
+    );
+    // Send-as: alice may not use bob's address.
+    let (mail, _) = submit(&mut c, "alice", "bob@example.com", &["carol@example.com"]).await;
+    assert_eq!(
+        mail,
+        "550 5.7.1 Client does not have permissions to send as this sender"
+    );
+    // The rejection log names the membership path.
+    let log = g.wait_for_log("rule=\"recipient_reject_from\"", Duration::from_secs(5));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("recipient_reject_from") && l.contains("bob > Contractors")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn directory_down_means_4xx_never_5xx_and_never_an_open_relay() {
+    let mut slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let g = start(&slapd, "ttl = \"1s\"\nstale_if_error = \"1s\"");
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    let (mail, _) = submit(&mut c, "alice", "alice@example.com", &["carol@example.com"]).await;
+    assert_eq!(mail, "continue");
+    slapd.stop();
+    // dave was never looked up: the submit rule needs his groups.
+    let (mail, _) = submit(&mut c, "dave", "dave@example.com", &["carol@example.com"]).await;
+    assert_eq!(mail, "451 4.4.3 Directory server unavailable, try again later");
+    // alice within stale_if_error: served from the expired cache entry.
+    let (mail, rcpts) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!((mail.as_str(), rcpts[0].as_str()), ("continue", "continue"));
+    // Past stale_if_error: 4xx for alice too.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (mail, _) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
+    assert!(mail.starts_with("451 4.4.3"), "{mail}");
+    // Anonymous relaying needs no directory and stays refused.
+    let mut anon = session(&g.endpoint, "bridgehead", "198.51.100.7").await;
+    let r = anon
+        .transaction(&Envelope {
+            sender: "x@partner.example".into(),
+            recipients: vec!["v@elsewhere.example".into(), "all-staff@example.com".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&r.rcpts[0]),
+        "550 5.7.1 <v@elsewhere.example>: Unable to relay"
+    );
+    assert_eq!(
+        text(&r.rcpts[1]),
+        "550 5.7.1 <all-staff@example.com>: Authentication required to send to this recipient"
+    );
+    // And the directory comes back without restarting gatehouse.
+    slapd.restart();
+    let t0 = std::time::Instant::now();
+    loop {
+        let (mail, _) = submit(&mut c, "dave", "dave@example.com", &["carol@example.com"]).await;
+        // dave exists but is not in Mail Senders: a real answer, from the directory.
+        if mail == "550 5.7.1 Client does not have permissions to submit to this server" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "directory never came back: {mail}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(g.log().contains("directory lookup failed"));
+}
+
+#[test]
+fn lookup_command_shows_nested_groups_with_paths_and_source() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(&cfg, ldap_example("inet:127.0.0.1:1", &slapd, "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["lookup", "--config"])
+        .arg(&cfg)
+        .arg("a.smith@example.com")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("dn: uid=alice,ou=people,dc=example,dc=com"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("alice > Engineering > Full-Time Employees > All Staff"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("source: directory server"), "{stdout}");
+    assert!(
+        !stdout.contains(SERVICE_PASSWORD)
+            && !String::from_utf8_lossy(&out.stderr).contains(SERVICE_PASSWORD)
+    );
+}
