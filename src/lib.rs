@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML file, validated into immutable structs;
 //! - [`enforcer`]: binds a session to the policy and the directory, and logs decisions.
 
+pub mod check;
 pub mod config;
 pub mod directory;
 pub mod enforcer;

@@ -199,20 +199,21 @@ fn check(config: &Config) -> ExitCode {
         p.recipients.len(),
         p.local_domains.len()
     );
-    let mut warnings = config.warnings.clone();
-    for l in p.listeners.iter().chain(p.default_listener.iter()) {
-        let internet_facing = l.matcher.daemon_port == Some(25) && l.matcher.client.is_empty();
-        if internet_facing && !l.allow_anonymous {
-            warnings.push(format!(
-                "listener {:?} receives on port 25 from anywhere with allow_anonymous = false: Internet mail to the local domains will be refused",
-                l.name
-            ));
-        }
+    let report = block_on(gatehouse::check::check(config));
+    for n in &report.notes {
+        println!("  {n}");
     }
-    for w in &warnings {
+    for w in &report.warnings {
         println!("warning: {w}");
     }
-    ExitCode::SUCCESS
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn explain(

@@ -211,3 +211,46 @@ fn unreadable_file() {
         .to_string();
     assert!(e.contains("/nonexistent/gatehouse.toml: cannot read"), "{e}");
 }
+
+#[test]
+fn check_command_warns_about_groups_that_resolve_to_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    let text = EXAMPLE
+        .replace(
+            "[domains]\n",
+            "[[directory.groups]]\nname = \"Nobody Here\"\nmembers = []\n\n[domains]\n",
+        )
+        .replace(
+            "deny_groups = [\"Contractors\"]",
+            "deny_groups = [\"Contractors\", \"Nobody Here\"]",
+        )
+        .replace(
+            "on_directory_error = \"tempfail\"",
+            "on_directory_error = \"accept\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "warnings are not errors: {stdout}");
+    assert!(
+        stdout.contains(
+            "warning: group \"Nobody Here\" (listener \"submission\" relay.deny_groups) resolves to nobody"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fail open"), "{stdout}");
+    // A broken file: exit 1 with the error on stderr.
+    std::fs::write(&cfg, "[milter]\nbogus = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `bogus`"));
+}

@@ -171,6 +171,73 @@ async fn directory_down_means_4xx_never_5xx_and_never_an_open_relay() {
     assert!(g.log().contains("directory lookup failed"));
 }
 
+/// `gatehouse check --config TEXT` → (exit code, stdout).
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_resolves_every_group_against_the_directory() {
+    let mut slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let good = ldap_example("inet:127.0.0.1:1", &slapd, "");
+    let (code, out) = check(&good);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("group \"Contractors\" = cn=Contractors,ou=groups,dc=example,dc=com"),
+        "{out}"
+    );
+    // A group name that is not in the directory is an error.
+    let (code, out) = check(&good.replace(
+        "deny_groups = [\"Contractors\"]",
+        "deny_groups = [\"Contractor\"]",
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "error: group \"Contractor\" (listener \"submission\" relay.deny_groups) is not in the directory"
+        ),
+        "{out}"
+    );
+    // By DN works; a DN that does not exist is an error.
+    let (code, out) = check(&good.replace(
+        "\"group:All Staff\"",
+        "\"group:cn=All Staff,ou=groups,dc=example,dc=com\"",
+    ));
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = check(&good.replace(
+        "\"group:All Staff\"",
+        "\"group:cn=Nope,ou=groups,dc=example,dc=com\"",
+    ));
+    assert_eq!(code, 1);
+    // ad-in-chain on OpenLDAP would silently find no groups: refused.
+    let (code, out) = check(&good.replace(
+        "timeout = \"1s\"",
+        "timeout = \"1s\"\nmembership = \"ad-in-chain\"",
+    ));
+    assert_eq!(code, 1);
+    assert!(out.contains("not Active Directory"), "{out}");
+    // An unreachable directory is an error, and the password is never printed.
+    slapd.stop();
+    let (code, out) = check(&good);
+    assert_eq!(code, 1);
+    assert!(out.contains("error: directory:"), "{out}");
+    assert!(!out.contains(SERVICE_PASSWORD));
+}
+
 #[test]
 fn lookup_command_shows_nested_groups_with_paths_and_source() {
     let slapd = Slapd::start_with(Options {

@@ -23,7 +23,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,8 @@ pub struct LdapBackend {
     servers: Vec<Server>,
     pool: Vec<tokio::sync::Mutex<Option<Pooled>>>,
     next: AtomicUsize,
+    /// LDAP search operations sent, for the benchmark and the logs.
+    operations: AtomicU64,
 }
 
 fn unavailable(msg: impl Into<String>) -> DirectoryUnavailable {
@@ -135,11 +137,17 @@ impl LdapBackend {
             servers,
             pool,
             next: AtomicUsize::new(0),
+            operations: AtomicU64::new(0),
         })
     }
 
     pub fn settings(&self) -> &LdapSettings {
         &self.settings
+    }
+
+    /// Search operations sent so far.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(Ordering::Relaxed)
     }
 
     async fn connect(&self, index: usize) -> Result<Ldap, String> {
@@ -242,6 +250,7 @@ impl LdapBackend {
         let mut last = None;
         for _attempt in 0..2 {
             let (ldap, slot) = self.handle().await?;
+            self.operations.fetch_add(1, Ordering::Relaxed);
             match self.search_on(ldap, base, scope, filter, attrs).await {
                 Ok(entries) => return Ok(entries),
                 Err(SearchError::Fatal(e)) => return Err(e),
@@ -303,6 +312,32 @@ impl LdapBackend {
         })
     }
 
+    /// The server's root DSE `supportedCapabilities` (proves the directory answers).
+    pub async fn capabilities(&self) -> Result<Vec<String>, DirectoryUnavailable> {
+        let e = self
+            .search("", Scope::Base, "(objectClass=*)", &["supportedCapabilities"])
+            .await?;
+        Ok(e.first()
+            .map(|e| attr(e, "supportedCapabilities"))
+            .unwrap_or_default())
+    }
+
+    /// DNs of the groups a rule's reference names: by DN (must exist) or by
+    /// `group_name_attribute` under `group_base_dn`.
+    pub async fn find_group(&self, reference: &str) -> Result<Vec<String>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let looks_like_dn = reference.contains('=') && reference.contains(',');
+        let entries = if looks_like_dn {
+            self.search(reference, Scope::Base, "(objectClass=*)", &["1.1"])
+                .await?
+        } else {
+            let filter = format!("({}={})", s.group_name_attribute, ldap_escape(reference));
+            self.search(&s.group_base_dn, Scope::Subtree, &filter, &["1.1"])
+                .await?
+        };
+        Ok(entries.into_iter().map(|e| e.dn).collect())
+    }
+
     /// The user entry for a login or an address.
     pub async fn find_user(&self, key: &str) -> Result<Option<UserEntry>, DirectoryUnavailable> {
         let s = &self.settings;
@@ -319,16 +354,17 @@ impl LdapBackend {
         let entries = self.search(&s.base_dn, Scope::Subtree, &filter, &attrs).await?;
         match entries.len() {
             0 => Ok(None),
-            1 => Ok(Some(
-                self.user_entry(entries.into_iter().next().expect("one entry")),
-            )),
+            1 => {
+                let entry = entries.into_iter().next().expect("one entry");
+                Ok(Some(self.user_entry(entry).await?))
+            }
             n => Err(unavailable(format!(
                 "{n} entries match {filter}: refusing to guess which user this is"
             ))),
         }
     }
 
-    fn user_entry(&self, e: SearchEntry) -> UserEntry {
+    async fn user_entry(&self, e: SearchEntry) -> Result<UserEntry, DirectoryUnavailable> {
         let s = &self.settings;
         let login = first(&e, &s.login_attribute).unwrap_or_default();
         let addresses = s
@@ -337,13 +373,39 @@ impl LdapBackend {
             .flat_map(|a| attr(&e, a))
             .map(|v| v.to_lowercase())
             .collect();
-        let member_of = attr(&e, &s.memberof_attribute);
-        UserEntry {
+        let member_of = self.all_values(&e, &s.memberof_attribute).await?;
+        Ok(UserEntry {
             login,
             dn: e.dn.clone(),
             addresses,
             member_of,
+        })
+    }
+
+    /// Every value of `name`, following Active Directory's ranged retrieval
+    /// (`memberOf;range=0-1499`, then `memberOf;range=1500-*`, …) for large
+    /// multi-valued attributes.
+    async fn all_values(&self, e: &SearchEntry, name: &str) -> Result<Vec<String>, DirectoryUnavailable> {
+        let (mut values, mut next) = ranged_values(e, name);
+        let mut rounds = 0;
+        while let Some(low) = next {
+            rounds += 1;
+            if rounds > 1000 {
+                return Err(unavailable(format!("{name} of {}: too many ranges", e.dn)));
+            }
+            let wanted = format!("{name};range={low}-*");
+            let page = self
+                .search(&e.dn, Scope::Base, "(objectClass=*)", &[&wanted])
+                .await?;
+            let Some(entry) = page.first() else { break };
+            let (more, n) = ranged_values(entry, name);
+            if more.is_empty() {
+                break;
+            }
+            values.extend(more);
+            next = n;
         }
+        Ok(values)
     }
 
     /// The user's groups, nested included, with the path to each.
@@ -509,6 +571,26 @@ fn attr(e: &SearchEntry, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Values of `name` in one answer, plain or as a range (`name;range=LOW-HIGH`),
+/// and the low end of the next range when the server has more.
+fn ranged_values(e: &SearchEntry, name: &str) -> (Vec<String>, Option<u64>) {
+    let mut values = attr(e, name);
+    let mut next = None;
+    let prefix = format!("{};range=", name.to_lowercase());
+    for (k, v) in &e.attrs {
+        let Some(range) = k.to_lowercase().strip_prefix(&prefix).map(str::to_string) else {
+            continue;
+        };
+        values.extend(v.iter().cloned());
+        if let Some((_, high)) = range.split_once('-') {
+            if high != "*" {
+                next = high.parse::<u64>().ok().map(|h| h + 1);
+            }
+        }
+    }
+    (values, next)
+}
+
 fn first(e: &SearchEntry, name: &str) -> Option<String> {
     attr(e, name).into_iter().next()
 }
@@ -593,6 +675,27 @@ mod tests {
         assert_eq!(first_rdn_value("cn=x+uid=y,dc=z").as_deref(), Some("x"));
         assert_eq!(first_rdn_value("garbage"), None);
         assert_eq!(first_rdn_value("cn=trailing\\").as_deref(), Some("trailing"));
+    }
+
+    #[test]
+    fn ranged_attribute_values() {
+        let entry = |pairs: &[(&str, &[&str])]| SearchEntry {
+            dn: "cn=x".into(),
+            attrs: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let e = entry(&[("memberOf;range=0-1", &["a", "b"])]);
+        assert_eq!(
+            ranged_values(&e, "memberOf"),
+            (vec!["a".into(), "b".into()], Some(2))
+        );
+        let e = entry(&[("memberOf;range=2-*", &["c"])]);
+        assert_eq!(ranged_values(&e, "memberof"), (vec!["c".into()], None));
+        let e = entry(&[("memberOf", &["plain"])]);
+        assert_eq!(ranged_values(&e, "memberOf"), (vec!["plain".into()], None));
     }
 
     #[test]

@@ -105,6 +105,11 @@ impl StaticDirectory {
         self.groups.contains(&name.to_lowercase())
     }
 
+    /// Whether any user is in this group (directly or nested).
+    pub fn group_has_members(&self, name: &str) -> bool {
+        self.by_login.values().any(|u| u.groups.contains(name))
+    }
+
     pub fn has_user(&self, login: &str) -> bool {
         self.by_login.contains_key(&login.to_lowercase())
     }

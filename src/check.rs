@@ -1,0 +1,152 @@
+//! `gatehouse check`: is this configuration safe to run? Beyond what loading
+//! validates, it reaches the directory, resolves every group and user that a
+//! rule names, and points out settings that lose mail or open a relay.
+
+use std::collections::HashSet;
+
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::policy::{DirectoryErrorAction, SenderRef};
+
+/// Active Directory's capability OID in the root DSE.
+const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The configuration must not be used as is (exit status 1).
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// What was checked, for the operator.
+    pub notes: Vec<String>,
+}
+
+/// Every group reference in the rules, with where it is used.
+fn named_groups(config: &Config) -> Vec<(String, String)> {
+    let p = &config.policy;
+    let mut out = Vec::new();
+    for l in p.listeners.iter().chain(p.default_listener.iter()) {
+        for (what, list) in [
+            ("submit.allow_groups", &l.submit.allow_groups),
+            ("submit.deny_groups", &l.submit.deny_groups),
+            ("relay.allow_groups", &l.relay.allow_groups),
+            ("relay.deny_groups", &l.relay.deny_groups),
+        ] {
+            for g in list {
+                out.push((g.clone(), format!("listener {:?} {what}", l.name)));
+            }
+        }
+    }
+    for r in p.recipients.values() {
+        for (what, list) in [("accept_from", &r.accept_from), ("reject_from", &r.reject_from)] {
+            for s in list {
+                if let SenderRef::Group(g) = s {
+                    out.push((g.clone(), format!("recipient {} {what}", r.address)));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn named_users(config: &Config) -> Vec<(SenderRef, String)> {
+    let mut out = Vec::new();
+    for r in config.policy.recipients.values() {
+        for s in r.accept_from.iter().chain(&r.reject_from) {
+            if matches!(s, SenderRef::User(_) | SenderRef::Sender(_)) {
+                out.push((s.clone(), format!("recipient {}", r.address)));
+            }
+        }
+    }
+    out
+}
+
+pub async fn check(config: &Config) -> Report {
+    let mut report = Report {
+        warnings: config.warnings.clone(),
+        ..Default::default()
+    };
+    let p = &config.policy;
+    for l in p.listeners.iter().chain(p.default_listener.iter()) {
+        if l.matcher.daemon_port == Some(25) && l.matcher.client.is_empty() && !l.allow_anonymous {
+            report.warnings.push(format!(
+                "listener {:?} receives on port 25 from anywhere with allow_anonymous = false: Internet mail to the local domains will be refused",
+                l.name
+            ));
+        }
+    }
+    if p.on_directory_error == DirectoryErrorAction::Accept {
+        report.warnings.push(
+            "on_directory_error = \"accept\": while the directory is down, group rules are skipped (fail open)".into(),
+        );
+    }
+    match &*config.directory {
+        Directory::Static(d) => {
+            for (g, used) in named_groups(config) {
+                if !d.group_has_members(&g) {
+                    report
+                        .warnings
+                        .push(format!("group {g:?} ({used}) resolves to nobody"));
+                }
+            }
+            report
+                .notes
+                .push("directory: static (from the configuration file)".into());
+        }
+        Directory::Ldap(l) => {
+            let b = &l.backend;
+            match b.capabilities().await {
+                Err(e) => {
+                    report.errors.push(format!("directory: {e}"));
+                    return report;
+                }
+                Ok(caps) => {
+                    report
+                        .notes
+                        .push(format!("directory: reached {}", b.settings().urls.join(", ")));
+                    let is_ad = caps.iter().any(|c| c == AD_CAPABILITY);
+                    if b.settings().membership == crate::directory::ldap::Membership::AdInChain && !is_ad {
+                        report.errors.push(
+                            "membership = \"ad-in-chain\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")".into(),
+                        );
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            for (g, used) in named_groups(config) {
+                if !seen.insert(g.to_lowercase()) {
+                    continue;
+                }
+                match b.find_group(&g).await {
+                    Err(e) => report.errors.push(format!("group {g:?} ({used}): {e}")),
+                    Ok(dns) if dns.is_empty() => report
+                        .errors
+                        .push(format!("group {g:?} ({used}) is not in the directory")),
+                    Ok(dns) if dns.len() > 1 => report.warnings.push(format!(
+                        "group name {g:?} ({used}) matches {} entries ({}); name it by DN",
+                        dns.len(),
+                        dns.join("; ")
+                    )),
+                    Ok(dns) => report.notes.push(format!("group {g:?} = {}", dns[0])),
+                }
+            }
+        }
+    }
+    for (s, used) in named_users(config) {
+        let found = match &s {
+            SenderRef::User(login) => config.directory.user_by_login(login).await,
+            SenderRef::Sender(a) if p.is_local(a) => config.directory.user_by_address(&a.to_string()).await,
+            _ => continue,
+        };
+        match found {
+            Err(e) => report.errors.push(format!("{s} ({used}): {e}")),
+            Ok(None) if matches!(s, SenderRef::User(_)) => report
+                .errors
+                .push(format!("{s} ({used}) is not in the directory")),
+            Ok(None) => report
+                .warnings
+                .push(format!("{s} ({used}) is a local address no user owns")),
+            Ok(Some(_)) => {}
+        }
+    }
+    report
+}
