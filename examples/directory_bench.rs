@@ -48,7 +48,10 @@ async fn main() {
     );
 
     // 2. Cache hits.
-    d.user_by_login("alice").await.expect("alice").expect("alice exists");
+    d.user_by_login("alice")
+        .await
+        .expect("alice")
+        .expect("alice exists");
     let mut lat = Vec::with_capacity(hits);
     let t0 = Instant::now();
     for _ in 0..hits {
@@ -72,7 +75,9 @@ async fn main() {
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let d = d.clone();
-        tasks.push(tokio::spawn(async move { d.user_by_login("carol").await.map(|u| u.is_some()) }));
+        tasks.push(tokio::spawn(async move {
+            d.user_by_login("carol").await.map(|u| u.is_some())
+        }));
     }
     for t in tasks {
         assert!(t.await.expect("task").expect("answer"));

@@ -6,33 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::slapd::{Options, Slapd, SERVICE_DN, SERVICE_PASSWORD};
-use common::{free_port, session, Gatehouse, EXAMPLE_CONFIG};
+use common::slapd::{Options, Slapd, SERVICE_PASSWORD};
+use common::{free_port, ldap_example_config, session, Gatehouse};
 use gatehouse::milter::client::{Envelope, MilterClient};
 use gatehouse::milter::Reply;
 
-/// The example configuration with its static directory replaced by the test slapd.
-fn ldap_example(listen: &str, slapd: &Slapd, cache: &str) -> String {
-    let pw = slapd.dir.path().join("gatehouse.secret");
-    std::fs::write(&pw, SERVICE_PASSWORD).unwrap();
-    let start = EXAMPLE_CONFIG.find("[directory]\n").unwrap();
-    let end = EXAMPLE_CONFIG.find("[domains]\n").unwrap();
-    let ldap = format!(
-        "[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurls = [\"{}\"]\nbind_dn = \"{SERVICE_DN}\"\n\
-         bind_password_file = {:?}\nbase_dn = \"dc=example,dc=com\"\ntimeout = \"1s\"\n\n[cache]\n{cache}\n\n",
-        slapd.url(),
-        pw.display().to_string()
-    );
-    let text = format!("{}{ldap}{}", &EXAMPLE_CONFIG[..start], &EXAMPLE_CONFIG[end..]);
-    text.replace(
-        "listen = [\"inet:127.0.0.1:8890\"]",
-        &format!("listen = [\"{listen}\"]"),
-    )
-}
-
 fn start(slapd: &Slapd, cache: &str) -> Gatehouse {
     let listen = format!("inet:127.0.0.1:{}", free_port());
-    Gatehouse::start_with(&ldap_example(&listen, slapd, cache), &listen)
+    Gatehouse::start_with(&ldap_example_config(&listen, slapd, cache), &listen)
 }
 
 fn text(r: &Option<Reply>) -> String {
@@ -193,7 +174,7 @@ fn check_resolves_every_group_against_the_directory() {
         tls: false,
         big: false,
     });
-    let good = ldap_example("inet:127.0.0.1:1", &slapd, "");
+    let good = ldap_example_config("inet:127.0.0.1:1", &slapd, "");
     let (code, out) = check(&good);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -246,7 +227,7 @@ fn lookup_command_shows_nested_groups_with_paths_and_source() {
     });
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("g.toml");
-    std::fs::write(&cfg, ldap_example("inet:127.0.0.1:1", &slapd, "")).unwrap();
+    std::fs::write(&cfg, ldap_example_config("inet:127.0.0.1:1", &slapd, "")).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["lookup", "--config"])
         .arg(&cfg)

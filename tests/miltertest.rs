@@ -6,10 +6,19 @@ mod common;
 
 use std::process::Command;
 
-use common::Gatehouse;
+use common::slapd::{Options, Slapd};
+use common::{free_port, ldap_example_config, Gatehouse};
 
-fn run_script(name: &str) {
-    let g = Gatehouse::start("");
+/// Run one script against gatehouse with the example policy, its directory
+/// static (`slapd` None) or the LDAP test directory.
+fn run_script(name: &str, slapd: Option<&Slapd>) {
+    let g = match slapd {
+        None => Gatehouse::start(""),
+        Some(s) => {
+            let listen = format!("inet:127.0.0.1:{}", free_port());
+            Gatehouse::start_with(&ldap_example_config(&listen, s, ""), &listen)
+        }
+    };
     let port = match &g.endpoint {
         gatehouse::milter::Endpoint::Inet(a) => a.port(),
         _ => unreachable!(),
@@ -38,20 +47,32 @@ fn run_script(name: &str) {
 
 #[test]
 fn miltertest_negotiation() {
-    run_script("negotiate.lua");
+    run_script("negotiate.lua", None);
 }
 
 #[test]
 fn miltertest_bridgehead_listener() {
-    run_script("bridgehead.lua");
+    run_script("bridgehead.lua", None);
 }
 
 #[test]
 fn miltertest_submission_listener() {
-    run_script("submission.lua");
+    run_script("submission.lua", None);
 }
 
 #[test]
 fn miltertest_several_transactions_per_connection() {
-    run_script("multi_transaction.lua");
+    run_script("multi_transaction.lua", None);
+}
+
+/// The same scripts, same expectations, with the groups coming from a real slapd.
+#[test]
+fn miltertest_all_scripts_with_the_ldap_backend() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    for script in ["bridgehead.lua", "submission.lua", "multi_transaction.lua"] {
+        run_script(script, Some(&slapd));
+    }
 }

@@ -2,6 +2,7 @@
 //! free loopback port, capture its log, stop it by PID.
 #![allow(dead_code)]
 
+pub mod matrix;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};
@@ -43,6 +44,26 @@ pub fn example_config(listen: &str, overrides: &str) -> String {
         text = lines.join("\n");
     }
     text
+}
+
+/// The example configuration with its static directory replaced by the test slapd.
+pub fn ldap_example_config(listen: &str, slapd: &slapd::Slapd, cache: &str) -> String {
+    let pw = slapd.dir.path().join("gatehouse.secret");
+    std::fs::write(&pw, slapd::SERVICE_PASSWORD).unwrap();
+    let start = EXAMPLE_CONFIG.find("[directory]\n").unwrap();
+    let end = EXAMPLE_CONFIG.find("[domains]\n").unwrap();
+    let ldap = format!(
+        "[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurls = [\"{}\"]\nbind_dn = \"{}\"\n\
+         bind_password_file = {:?}\nbase_dn = \"dc=example,dc=com\"\ntimeout = \"1s\"\n\n[cache]\n{cache}\n\n",
+        slapd.url(),
+        slapd::SERVICE_DN,
+        pw.display().to_string()
+    );
+    let text = format!("{}{ldap}{}", &EXAMPLE_CONFIG[..start], &EXAMPLE_CONFIG[end..]);
+    text.replace(
+        "listen = [\"inet:127.0.0.1:8890\"]",
+        &format!("listen = [\"{listen}\"]"),
+    )
 }
 
 pub struct Gatehouse {

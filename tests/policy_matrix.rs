@@ -1,0 +1,153 @@
+//! The policy matrix (tests/common/matrix.rs) through the real binary and
+//! the project's milter client, once with the static directory of the example
+//! configuration and once with the LDAP backend against a real slapd: every
+//! row's exact MAIL and RCPT replies.
+
+mod common;
+
+use common::matrix::{C, ROWS};
+use common::slapd::{Options, Slapd};
+use common::{free_port, ldap_example_config, session, Gatehouse};
+use gatehouse::milter::client::Envelope;
+use gatehouse::milter::Reply;
+
+fn text(r: &Option<Reply>) -> String {
+    match r {
+        Some(Reply::ReplyCode(t)) => String::from_utf8_lossy(t).into_owned(),
+        Some(Reply::Continue) | None => C.into(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn run_matrix(g: &Gatehouse) {
+    let mut failures = Vec::new();
+    for (i, (listener, login, client, from, rcpt, want_mail, want_rcpt, rule)) in ROWS.iter().enumerate() {
+        // The "default" listener is reached by a name no listener matches.
+        let daemon_name = if *listener == "default" {
+            "unlisted-service"
+        } else {
+            listener
+        };
+        let client = if client.is_empty() { "198.51.100.7" } else { client };
+        let mut c = session(&g.endpoint, daemon_name, client).await;
+        let mut mail_macros = vec![("i".to_string(), format!("Q{i:04}"))];
+        if !login.is_empty() {
+            mail_macros.push(("{auth_authen}".into(), login.to_string()));
+        }
+        let from = from.trim_start_matches('<').trim_end_matches('>');
+        let r = c
+            .transaction(&Envelope {
+                mail_macros,
+                sender: from.to_string(),
+                recipients: vec![rcpt.to_string()],
+            })
+            .await
+            .unwrap();
+        let got_mail = text(&r.mail);
+        let got_rcpt = r.rcpts.first().map(text).unwrap_or_else(|| "-".into());
+        if (got_mail.as_str(), got_rcpt.as_str()) != (*want_mail, *want_rcpt) {
+            failures.push(format!(
+                "row {i} ({rule}): {listener} login={login:?} client={client} from={from} rcpt={rcpt}\n   want MAIL {want_mail:?} RCPT {want_rcpt:?}\n   got  MAIL {got_mail:?} RCPT {got_rcpt:?}"
+            ));
+        }
+        // A message whose recipient was accepted is accepted at DATA.
+        if got_rcpt == C {
+            assert_eq!(r.end, Some(Reply::Accept), "row {i}");
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows differ:\n{}",
+        failures.len(),
+        ROWS.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn matrix_with_the_static_directory() {
+    let g = Gatehouse::start("");
+    run_matrix(&g).await;
+    // One log line per refusal, with queue id, listener, client, login, rule and reply.
+    let log = g.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Q0001") && l.contains("rejected"))
+        .expect("row 1 is a refusal");
+    for field in [
+        "listener=\"bridgehead\"",
+        "client=198.51.100.7",
+        "rule=\"relay\"",
+        "reply=\"550 5.7.1 <v@elsewhere.example>: Unable to relay\"",
+        "config_version=",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+}
+
+#[tokio::test]
+async fn matrix_with_ldap_against_a_real_slapd() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let g = Gatehouse::start_with(&ldap_example_config(&listen, &slapd, ""), &listen);
+    run_matrix(&g).await;
+}
+
+#[tokio::test]
+async fn json_log_lines() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let config = common::example_config(&listen, "").replace("format = \"text\"", "format = \"json\"");
+    let g = Gatehouse::start_with(&config, &listen);
+    let mut c = session(&g.endpoint, "bridgehead", "198.51.100.7").await;
+    c.transaction(&Envelope {
+        mail_macros: vec![("i".into(), "QJSON1".into())],
+        sender: "x@partner.example".into(),
+        recipients: vec!["v@elsewhere.example".into()],
+    })
+    .await
+    .unwrap();
+    let log = g.wait_for_log("QJSON1", std::time::Duration::from_secs(5));
+    let line = log.lines().find(|l| l.contains("QJSON1")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["queue_id"], "QJSON1");
+    assert_eq!(v["rule"], "relay");
+    assert_eq!(v["recipient"], "v@elsewhere.example");
+    assert_eq!(v["reply"], "550 5.7.1 <v@elsewhere.example>: Unable to relay");
+    assert_eq!(v["action"], "reject");
+}
+
+#[tokio::test]
+async fn a_missing_listener_macro_is_reported_once_with_the_fix() {
+    let g = Gatehouse::start("");
+    for _ in 0..3 {
+        // No {daemon_name}: the session falls through to "default".
+        let mut c = gatehouse::milter::client::MilterClient::connect(&g.endpoint)
+            .await
+            .unwrap();
+        c.negotiate(gatehouse::milter::client::POSTFIX_V6_OFFER)
+            .await
+            .unwrap();
+        c.connect_event("h", "198.51.100.7".parse().unwrap(), 1, &[("j", "mx")])
+            .await
+            .unwrap();
+        let r = c
+            .transaction(&Envelope {
+                sender: "x@partner.example".into(),
+                recipients: vec!["v@elsewhere.example".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&r.rcpts[0]),
+            "550 5.7.1 <v@elsewhere.example>: Unable to relay"
+        );
+    }
+    let log = g.wait_for_log("did not send {daemon_name}", std::time::Duration::from_secs(5));
+    assert_eq!(g.log_count("did not send {daemon_name}"), 1, "{log}");
+    assert!(log.contains("milter_macro_daemon_name"), "{log}");
+}
