@@ -7,21 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::slapd::{Options, Slapd, SERVICE_PASSWORD};
-use common::{free_port, ldap_example_config, session, Gatehouse};
+use common::{free_port, ldap_example_config, reply_text, session, Gatehouse};
 use gatehouse::milter::client::{Envelope, MilterClient};
-use gatehouse::milter::Reply;
 
 fn start(slapd: &Slapd, cache: &str) -> Gatehouse {
     let listen = format!("inet:127.0.0.1:{}", free_port());
     Gatehouse::start_with(&ldap_example_config(&listen, slapd, cache), &listen)
-}
-
-fn text(r: &Option<Reply>) -> String {
-    match r {
-        Some(Reply::ReplyCode(t)) => String::from_utf8_lossy(t).into_owned(),
-        Some(Reply::Continue) | None => "continue".into(),
-        other => format!("{other:?}"),
-    }
 }
 
 async fn submit(c: &mut MilterClient, login: &str, from: &str, rcpts: &[&str]) -> (String, Vec<String>) {
@@ -31,7 +22,7 @@ async fn submit(c: &mut MilterClient, login: &str, from: &str, rcpts: &[&str]) -
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
     };
     let r = c.transaction(&env).await.unwrap();
-    (text(&r.mail), r.rcpts.iter().map(text).collect())
+    (reply_text(&r.mail), r.rcpts.iter().map(reply_text).collect())
 }
 
 #[tokio::test]
@@ -127,11 +118,11 @@ async fn directory_down_means_4xx_never_5xx_and_never_an_open_relay() {
         .await
         .unwrap();
     assert_eq!(
-        text(&r.rcpts[0]),
+        reply_text(&r.rcpts[0]),
         "550 5.7.1 <v@elsewhere.example>: Unable to relay"
     );
     assert_eq!(
-        text(&r.rcpts[1]),
+        reply_text(&r.rcpts[1]),
         "550 5.7.1 <all-staff@example.com>: Authentication required to send to this recipient"
     );
     // And the directory comes back without restarting gatehouse.

@@ -7,17 +7,9 @@ mod common;
 
 use common::matrix::{C, ROWS};
 use common::slapd::{Options, Slapd};
-use common::{free_port, ldap_example_config, session, Gatehouse};
+use common::{free_port, ldap_example_config, reply_text, session, Gatehouse};
 use gatehouse::milter::client::Envelope;
 use gatehouse::milter::Reply;
-
-fn text(r: &Option<Reply>) -> String {
-    match r {
-        Some(Reply::ReplyCode(t)) => String::from_utf8_lossy(t).into_owned(),
-        Some(Reply::Continue) | None => C.into(),
-        other => format!("{other:?}"),
-    }
-}
 
 async fn run_matrix(g: &Gatehouse) {
     let mut failures = Vec::new();
@@ -43,8 +35,8 @@ async fn run_matrix(g: &Gatehouse) {
             })
             .await
             .unwrap();
-        let got_mail = text(&r.mail);
-        let got_rcpt = r.rcpts.first().map(text).unwrap_or_else(|| "-".into());
+        let got_mail = reply_text(&r.mail);
+        let got_rcpt = r.rcpts.first().map(reply_text).unwrap_or_else(|| "-".into());
         if (got_mail.as_str(), got_rcpt.as_str()) != (*want_mail, *want_rcpt) {
             failures.push(format!(
                 "row {i} ({rule}): {listener} login={login:?} client={client} from={from} rcpt={rcpt}\n   want MAIL {want_mail:?} RCPT {want_rcpt:?}\n   got  MAIL {got_mail:?} RCPT {got_rcpt:?}"
@@ -143,7 +135,7 @@ async fn a_missing_listener_macro_is_reported_once_with_the_fix() {
             .await
             .unwrap();
         assert_eq!(
-            text(&r.rcpts[0]),
+            reply_text(&r.rcpts[0]),
             "550 5.7.1 <v@elsewhere.example>: Unable to relay"
         );
     }

@@ -207,3 +207,14 @@ pub async fn session(endpoint: &Endpoint, daemon_name: &str, client_ip: &str) ->
     c.helo("client.example.net").await.expect("helo");
     c
 }
+
+/// A reply as the tests compare it: the SMTP text of a `y` reply, "continue"
+/// for continue or no reply, the debug form otherwise.
+pub fn reply_text(r: &Option<gatehouse::milter::Reply>) -> String {
+    use gatehouse::milter::Reply;
+    match r {
+        Some(Reply::ReplyCode(t)) => String::from_utf8_lossy(t).into_owned(),
+        Some(Reply::Continue) | None => "continue".into(),
+        other => format!("{other:?}"),
+    }
+}
