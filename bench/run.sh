@@ -46,14 +46,16 @@ HOLD_SECONDS=5
 TARGET_NOOP_C32=2.0
 TARGET_NOOP_C1=1.0
 TARGET_ECHO_C32=0.8
+TARGET_LDAP_NOOP=1.0
 TARGET_KIB_PER_CONN=10
 # 1,000 connections cost the load generator and gatehouse one descriptor
 # each, plus whatever the runtimes keep open; 4096 leaves ample headroom.
 NOFILE_WANTED=4096
 
-SERVERS=(gatehouse noop echo)
+SERVERS=(gatehouse gatehouse-ldap noop echo)
 declare -A SERVER_LABEL=(
 	[gatehouse]="gatehouse"
+	[gatehouse-ldap]="gatehouse, LDAP (warm cache)"
 	[noop]="libmilter no-op (C)"
 	[echo]="echo server"
 )
@@ -122,6 +124,9 @@ cleanup() {
 	trap - EXIT INT TERM
 	if ((${#LIVE_PIDS[@]})); then
 		stop_pids "${!LIVE_PIDS[@]}"
+	fi
+	if [[ -n $TMP && -f $TMP/slapd/slapd.pid ]]; then
+		bash tests/ldap/slapd.sh stop "$TMP/slapd" >/dev/null 2>&1 || true
 	fi
 	if [[ -n $TMP && -d $TMP ]]; then
 		rm -rf -- "$TMP"
@@ -290,6 +295,22 @@ start_server gatehouse "$TMP/gatehouse.sock" "$GATEHOUSE" --config "$TMP/gatehou
 start_server noop "$TMP/noop.sock" "$TMP/noop-milter" "unix:$TMP/noop.sock"
 start_server echo "$TMP/echo.sock" "$ECHO" "unix:$TMP/echo.sock"
 
+# The same policy with its groups from LDAP: a throw-away slapd with the test
+# directory (tests/ldap/), which has the example's people and groups.
+bash scripts/install-test-deps.sh
+LDAP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LDAP_BIG=0 bash tests/ldap/slapd.sh start "$TMP/slapd" "$LDAP_PORT" >/dev/null
+make_gatehouse_config "$TMP/gatehouse-ldap.sock" "$TMP/gatehouse-ldap-static.toml"
+awk -v url="ldap://127.0.0.1:$LDAP_PORT" '
+	/^\[directory\]$/ { skip = 1
+		print "[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurls = [\"" url "\"]\nbase_dn = \"dc=example,dc=com\"\n"
+		next }
+	/^\[domains\]$/ { skip = 0 }
+	!skip { print }' "$TMP/gatehouse-ldap-static.toml" >"$TMP/gatehouse-ldap.toml"
+start_server gatehouse-ldap "$TMP/gatehouse-ldap.sock" "$GATEHOUSE" --config "$TMP/gatehouse-ldap.toml"
+# Warm the cache (the default ttl of 5 minutes outlasts the run).
+"$LOADGEN" --socket "unix:$TMP/gatehouse-ldap.sock" --concurrency 1 --transactions 10 >/dev/null
+
 # ---------------------------------------------------------------- throughput
 
 # run_load NAME OUTFILE ARGS... : run the load generator against server NAME
@@ -437,6 +458,8 @@ printf '\nthroughput ratios\n'
 report_ratio "gatehouse / libmilter no-op, c=32" "${MED[gatehouse:32]}" "${MED[noop:32]}" "$TARGET_NOOP_C32"
 report_ratio "gatehouse / libmilter no-op, c=1" "${MED[gatehouse:1]}" "${MED[noop:1]}" "$TARGET_NOOP_C1"
 report_ratio "gatehouse / echo server, c=32" "${MED[gatehouse:32]}" "${MED[echo:32]}" "$TARGET_ECHO_C32"
+report_ratio "gatehouse LDAP / libmilter no-op, c=32" "${MED[gatehouse-ldap:32]}" "${MED[noop:32]}" "$TARGET_LDAP_NOOP"
+report_ratio "gatehouse LDAP / libmilter no-op, c=1" "${MED[gatehouse-ldap:1]}" "${MED[noop:1]}" "$TARGET_LDAP_NOOP"
 if ((total_errors > 0)); then
 	printf '  WARNING: %d transaction errors during the runs; the ratios above are suspect\n' "$total_errors"
 fi

@@ -421,3 +421,30 @@ fn bad_ldap_settings_are_refused_at_load() {
         assert!(e.as_deref().is_some_and(|e| e.contains(want)), "{to}: {e:?}");
     }
 }
+
+#[tokio::test]
+async fn a_recipient_entry_by_address_with_chosen_attributes() {
+    let s = small();
+    let d = directory(&ldap_config(&[s.url()], "", ""));
+    let (dn, attrs) = d
+        .recipient_entry("A.Smith@Example.com", &["cn", "mail"])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dn, "uid=alice,ou=people,dc=example,dc=com");
+    assert_eq!(
+        attrs.get("mail").unwrap(),
+        &vec!["alice@example.com".to_string(), "a.smith@example.com".to_string()]
+    );
+    assert!(attrs.contains_key("cn"));
+    assert!(!attrs.contains_key("uid"), "only the attributes asked for");
+    assert!(d
+        .recipient_entry("nobody@example.com", &["cn"])
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        d.recipient_entry("*", &["cn"]).await.unwrap().is_none(),
+        "escaped"
+    );
+}

@@ -244,3 +244,34 @@ async fn postfix_v6_negotiation_asks_for_exactly_what_the_policy_needs() {
     assert!(list(2).contains("{auth_authen}") && list(2).split(' ').any(|m| m == "i"));
     assert!(list(3).contains("{rcpt_addr}"));
 }
+
+#[tokio::test]
+async fn listeners_can_be_told_apart_by_the_socket_the_mta_used() {
+    let (p1, p2) = (free_port(), free_port());
+    let (s1, s2) = (format!("inet:127.0.0.1:{p1}"), format!("inet:127.0.0.1:{p2}"));
+    let config = example_config(&s1, "")
+        .replace(
+            &format!("listen = [\"{s1}\"]"),
+            &format!("listen = [\"{s1}\", \"{s2}\"]"),
+        )
+        .replace(
+            "match = { daemon_name = \"bridgehead\" }",
+            &format!("match = {{ socket = \"{s1}\" }}"),
+        )
+        .replace(
+            "match = { daemon_name = \"submission\" }",
+            &format!("match = {{ socket = \"{s2}\" }}"),
+        );
+    let g = Gatehouse::start_with(&config, &s1);
+    // Same macros on both sockets: only the socket differs.
+    let mut c1 = session(&Endpoint::parse(&s1).unwrap(), "whatever", "192.0.2.1").await;
+    let r = c1.transaction(&relay_attempt()).await.unwrap();
+    assert_eq!(r.mail, Some(Reply::Continue), "bridgehead allows anonymous");
+    let mut c2 = session(&Endpoint::parse(&s2).unwrap(), "whatever", "192.0.2.1").await;
+    let r = c2.transaction(&relay_attempt()).await.unwrap();
+    assert!(
+        matches!(&r.mail, Some(Reply::ReplyCode(t)) if t.starts_with(b"530 5.7.0")),
+        "{r:?}"
+    );
+    drop(g);
+}

@@ -60,6 +60,7 @@ fn decide(
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap()
         .block_on(f)
@@ -171,4 +172,74 @@ fn reply_texts_can_be_overridden() {
         "v@elsewhere.example",
     );
     assert_eq!(reply, "554 5.7.1 <v@elsewhere.example>: Relay access denied");
+}
+
+/// The example policy with its directory on LDAP at a port where nothing listens.
+fn unreachable_directory(on_error: &str) -> Snapshot {
+    let start = EXAMPLE.find("[directory]\n").unwrap();
+    let end = EXAMPLE.find("[domains]\n").unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ldap = format!(
+        "[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurls = [\"ldap://{dead}\"]\nbase_dn = \"dc=example,dc=com\"\ntimeout = \"1s\"\n\n"
+    );
+    let text = format!("{}{ldap}{}", &EXAMPLE[..start], &EXAMPLE[end..]).replace(
+        "on_directory_error = \"tempfail\"",
+        &format!("on_directory_error = \"{on_error}\""),
+    );
+    snapshot(&text)
+}
+
+#[test]
+fn on_directory_error_tempfail_accept_reject() {
+    // (action, MAIL reply for alice on submission, RCPT reply for bob to the restricted list on the bridgehead)
+    let cases = [
+        (
+            "tempfail",
+            "451 4.4.3 Directory server unavailable, try again later",
+            "451 4.4.3 Directory server unavailable, try again later",
+        ),
+        ("accept", C, C),
+        (
+            "reject",
+            "550 5.7.1 Client does not have permissions to submit to this server",
+            "550 5.7.1 <all-staff@example.com>: Not authorized to send to this recipient",
+        ),
+    ];
+    for (action, mail, rcpt) in cases {
+        let snap = unreachable_directory(action);
+        let (got_mail, _, _) = decide(
+            &snap,
+            "submission",
+            "alice",
+            "",
+            "alice@example.com",
+            "carol@example.com",
+        );
+        assert_eq!(got_mail, mail, "{action}: MAIL");
+        let (_, got_rcpt, _) = decide(
+            &snap,
+            "bridgehead",
+            "bob",
+            "",
+            "bob@example.com",
+            "all-staff@example.com",
+        );
+        assert_eq!(got_rcpt, rcpt, "{action}: RCPT");
+        // Rules that need no directory hold whatever the setting: no open relay.
+        let (_, relay, _) = decide(
+            &snap,
+            "bridgehead",
+            "",
+            "",
+            "x@partner.example",
+            "v@elsewhere.example",
+        );
+        assert_eq!(
+            relay, "550 5.7.1 <v@elsewhere.example>: Unable to relay",
+            "{action}"
+        );
+    }
 }

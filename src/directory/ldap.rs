@@ -338,6 +338,34 @@ impl LdapBackend {
         Ok(entries.into_iter().map(|e| e.dn).collect())
     }
 
+    /// The directory entry that owns `address` (any of `address_attributes`),
+    /// with the attributes asked for (phase 2: restrictions stored on the
+    /// recipient, e.g. `authOrig`, `dLMemSubmitPerms`). `Ok(None)`: no entry.
+    pub async fn entry_by_address(
+        &self,
+        address: &str,
+        attributes: &[&str],
+    ) -> Result<Option<SearchEntry>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let escaped = ldap_escape(address);
+        let any: String = s
+            .address_attributes
+            .iter()
+            .map(|a| format!("({a}={escaped})"))
+            .collect();
+        let filter = format!("(|{any})");
+        let mut entries = self
+            .search(&s.base_dn, Scope::Subtree, &filter, attributes)
+            .await?;
+        match entries.len() {
+            0 => Ok(None),
+            1 => Ok(entries.pop()),
+            n => Err(unavailable(format!(
+                "{n} entries own {address}: refusing to guess"
+            ))),
+        }
+    }
+
     /// The user entry for a login or an address.
     pub async fn find_user(&self, key: &str) -> Result<Option<UserEntry>, DirectoryUnavailable> {
         let s = &self.settings;

@@ -87,6 +87,27 @@ pub struct CachedLdap {
     pub cache: cache::Cache<UserKey>,
 }
 
+impl CachedLdap {
+    async fn lookup(&self, key: UserKey) -> (cache::Lookup, Source) {
+        let fetch = || async {
+            let name = match &key {
+                UserKey::Login(l) => l.as_str(),
+                UserKey::Address(a) => a.as_str(),
+            };
+            let Some(entry) = self.backend.find_user(name).await? else {
+                return Ok(None);
+            };
+            let groups = self.backend.groups_of(&entry).await?;
+            Ok(Some(Arc::new(ResolvedUser { entry, groups })))
+        };
+        let result = self.cache.get_or_fetch(&key, Instant::now(), fetch).await;
+        if let Err(e) = &result.0 {
+            tracing::warn!(key = %key, error = %e, "directory lookup failed");
+        }
+        result
+    }
+}
+
 impl Directory {
     /// Resolve an authenticated login (or an address used as login).
     pub async fn user_by_login(
@@ -114,25 +135,27 @@ impl Directory {
                 };
                 (Ok(found), Source::Directory)
             }
-            Directory::Ldap(l) => {
-                let (backend, cache) = (&l.backend, &l.cache);
-                let fetch = || async {
-                    let name = match &key {
-                        UserKey::Login(l) => l.as_str(),
-                        UserKey::Address(a) => a.as_str(),
-                    };
-                    let Some(entry) = backend.find_user(name).await? else {
-                        return Ok(None);
-                    };
-                    let groups = backend.groups_of(&entry).await?;
-                    Ok(Some(Arc::new(ResolvedUser { entry, groups })))
-                };
-                let result = cache.get_or_fetch(&key, Instant::now(), fetch).await;
-                if let Err(e) = &result.0 {
-                    tracing::warn!(key = %key, error = %e, "directory lookup failed");
-                }
-                result
-            }
+            // Boxed: the LDAP state machine is large, and unboxed it would be
+            // part of every connection task's memory, idle or not.
+            Directory::Ldap(l) => Box::pin(l.lookup(key)).await,
+        }
+    }
+
+    /// The entry owning `address` with the chosen attributes (name → values),
+    /// for restrictions stored on the recipient itself. The static backend
+    /// stores no attributes: `Ok(None)`.
+    pub async fn recipient_entry(
+        &self,
+        address: &str,
+        attributes: &[&str],
+    ) -> Result<Option<(String, HashMap<String, Vec<String>>)>, DirectoryUnavailable> {
+        match self {
+            Directory::Static(_) => Ok(None),
+            Directory::Ldap(l) => Ok(l
+                .backend
+                .entry_by_address(&address.to_lowercase(), attributes)
+                .await?
+                .map(|e| (e.dn, e.attrs))),
         }
     }
 

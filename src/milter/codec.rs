@@ -230,6 +230,10 @@ pub fn parse_command(letter: u8, mut payload: Bytes) -> Result<Command, FrameErr
             if payload.is_empty() {
                 return Err(malformed(letter, "no stage letter"));
             }
+            // Macros outlive the read buffer (connect macros last the whole
+            // session): give them their own small allocation so they do not
+            // pin the connection's buffer.
+            let mut payload = Bytes::copy_from_slice(&payload);
             let stage = payload.get_u8();
             let strings = split_strings(letter, payload)?;
             if strings.len() % 2 != 0 {
