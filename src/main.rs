@@ -132,6 +132,7 @@ fn run(config: Config) -> ExitCode {
             config.server.clone(),
             enforcer.clone(),
         ));
+        tokio::spawn(log_cache_counters(enforcer.clone()));
         gatehouse::server::serve(config.server.clone(), enforcer, shutdown_signal()).await
     });
     match result {
@@ -142,6 +143,34 @@ fn run(config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "gatehouse cannot serve");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every five minutes, the directory cache counters (when they changed), so
+/// an admin can size the cache and see outages being bridged.
+async fn log_cache_counters(enforcer: Arc<Enforcer>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let snap = enforcer.snapshot();
+        let Some(now) = snap.directory.counters() else {
+            continue;
+        };
+        if last != Some(now) {
+            let [hits, misses, queries, errors, stale] = now;
+            tracing::info!(
+                hits,
+                misses,
+                queries,
+                errors,
+                stale_served = stale,
+                config_version = snap.policy.version,
+                "directory cache"
+            );
+            last = Some(now);
         }
     }
 }
