@@ -286,15 +286,21 @@ impl Handler for Enforcer {
         let listener = policy.select_listener(&ctx);
         self.check_listener_macros(policy, facts.macros);
         let login = text(facts.macros.get("auth_authen"));
-        let subject = resolve_subject(
-            &snapshot.directory,
-            policy,
-            listener,
-            login.as_deref(),
-            ctx.client,
-            sender.as_ref(),
-        )
-        .await;
+        // No listener: nothing to decide, so nothing to ask the directory.
+        let subject = match listener {
+            Some(_) => {
+                resolve_subject(
+                    &snapshot.directory,
+                    policy,
+                    listener,
+                    login.as_deref(),
+                    ctx.client,
+                    sender.as_ref(),
+                )
+                .await
+            }
+            None => Subject::anonymous(),
+        };
         let verdict = match listener {
             None => {
                 tracing::warn!(

@@ -275,3 +275,24 @@ async fn listeners_can_be_told_apart_by_the_socket_the_mta_used() {
     );
     drop(g);
 }
+
+#[tokio::test]
+async fn a_session_no_listener_matches_gets_4xx_and_a_log_line_with_the_macros() {
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    // The example without its "default" listener.
+    let config = example_config(&listen, "").replace(
+        "[[listener]]\nname = \"default\"                           # example: sessions no other listener matches\nmatch = {}\nallow_anonymous = true\n",
+        "",
+    );
+    assert!(!config.contains("name = \"default\""));
+    let g = Gatehouse::start_with(&config, &listen);
+    let mut c = session(&g.endpoint, "unknown-service", "192.0.2.1").await;
+    let r = c.transaction(&relay_attempt()).await.unwrap();
+    assert!(
+        matches!(&r.mail, Some(Reply::ReplyCode(t)) if t == "451 4.3.0 No policy for this listener, try again later"),
+        "{r:?}"
+    );
+    let log = g.wait_for_log("no listener matches", Duration::from_secs(5));
+    assert!(log.contains("{daemon_name}"), "the macros seen are named: {log}");
+}
