@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh Debian machine:
 # installs what the tests need (scripts/install-test-deps.sh), checks format
-# and lints, then runs every test (unit, integration, property, miltertest).
+# and lints, runs every test (unit, integration, property, miltertest, real
+# slapd), then builds the Debian package and checks its contents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +10,4 @@ bash scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+bash packaging/test-deb.sh
