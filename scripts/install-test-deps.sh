@@ -13,6 +13,16 @@ declare -A NEED=(
     [slapadd]=slapd        # builds the test cn=config (/usr/sbin)
     [ldapadd]=ldap-utils   # loads test data; ldapsearch for manual checks
     [openssl]=openssl      # test CA and server certificate for the TLS tests
+    # End-to-end suite (tests/e2e): real Postfix from a temporary config
+    # directory, Dovecot's auth service for SASL, swaks as the SMTP client.
+    [postfix]=postfix      # also smtp-sink and smtp-source (/usr/sbin)
+    [smtp-sink]=postfix
+    [dovecot]=dovecot-core # SASL for Postfix (auth service only)
+    [swaks]=swaks
+    [unshare]=util-linux   # private network namespace for the e2e suite
+    [ip]=iproute2          # `ip link set lo up` in that namespace; ss
+    [ss]=iproute2
+    [script]=bsdutils      # gives a failing postfix command a tty for its message
 )
 
 # True when the command is installed. Daemons and admin tools live in
@@ -20,6 +30,15 @@ declare -A NEED=(
 have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
+
+# >>> Sendmail e2e suite (tests/e2e/sendmail.sh) >>>
+NEED[m4]='m4'                # builds the test sendmail.cf
+NEED[saslpasswd2]=sasl2-bin  # writes the test Sendmail's Cyrus sasldb
+# Sendmail's package conflicts with Postfix's, so the suite runs it from its
+# .debs: fetch them (once, into /var/cache/gatehouse-e2e/sendmail) and the
+# libraries the binary links, before the suite enters its network namespace.
+bash "$(dirname "$0")/../tests/e2e/sendmail.sh" prepare
+# <<< Sendmail e2e suite <<<
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -52,5 +71,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Leave the system slapd unconfigured: no /etc/ldap/slapd.d database, no
 # example.com tree, nothing for a system daemon to serve.
 echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+# Leave the system Postfix unconfigured (no /etc/postfix/main.cf): the e2e
+# suite runs its own from a temporary config directory.
+echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
