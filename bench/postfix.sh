@@ -32,6 +32,9 @@
 #   MESSAGES       messages per run (default 5000)
 #   ROUNDS         runs per listener (default 3)
 #   SESSIONS       parallel SMTP sessions of smtp-source (default 10)
+#   MILTER_SOCKET  unix (default: the milters listen on unix sockets, the
+#                  usual set-up with gatehouse on the MTA host) or inet
+#                  (127.0.0.1 TCP ports)
 #   GATEHOUSE_BIN  gatehouse binary (default target/release/gatehouse;
 #                  build it with cargo build --release)
 #   ECHO_MILTER_BIN  the echo milter (default
@@ -46,6 +49,7 @@ set -uo pipefail
 MESSAGES=${MESSAGES:-5000}
 ROUNDS=${ROUNDS:-3}
 SESSIONS=${SESSIONS:-10}
+MILTER_SOCKET=${MILTER_SOCKET:-unix}
 export GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,6 +68,14 @@ sed -i -e 's/^ttl = "2s"/ttl = "5m"/' -e 's/^negative_ttl = "2s"/negative_ttl = 
     -e 's|^trusted_networks = \["127.0.0.2/32"\]|trusted_networks = ["127.0.0.0/8"]|' \
     "$E2E_ROOT/gatehouse.toml"
 grep -q '^trusted_networks = \["127.0.0.0/8"\]' "$E2E_ROOT/gatehouse.toml" || die "trusted_networks not set"
+if [ "$MILTER_SOCKET" = unix ]; then
+    # Postfix's smtpd (user postfix, not chrooted here) must be able to connect.
+    GH_SOCK=$E2E_ROOT/gatehouse.sock
+    sed -i -e "s|^listen = \[\"$GH_MILTER\"\]|listen = [\"unix:$GH_SOCK\"]|" \
+        -e 's/^socket_mode = "0660"/socket_mode = "0666"/' "$E2E_ROOT/gatehouse.toml"
+    grep -q "^listen = \[\"unix:$GH_SOCK\"\]" "$E2E_ROOT/gatehouse.toml" || die "listen not set to the unix socket"
+    GH_MILTER=unix:$GH_SOCK
+fi
 start_gatehouse "$E2E_ROOT/gatehouse.toml" || die "gatehouse did not start"
 
 ECHO_BIN=${ECHO_MILTER_BIN:-target/release/examples/echo_milter}
@@ -72,10 +84,20 @@ ECHO_PORT=
 if [ -x "$ECHO_BIN" ]; then
     cp "$ECHO_BIN" "$E2E_ROOT/bin/echo_milter"
     ECHO_PORT=$(free_port)
-    "$E2E_ROOT/bin/echo_milter" "inet:127.0.0.1:$ECHO_PORT" </dev/null >"$E2E_ROOT/echo.log" 2>&1 &
+    if [ "$MILTER_SOCKET" = unix ]; then
+        ECHO_MILTER=unix:$E2E_ROOT/echo.sock
+    else
+        ECHO_MILTER=inet:127.0.0.1:$ECHO_PORT
+    fi
+    "$E2E_ROOT/bin/echo_milter" "$ECHO_MILTER" </dev/null >"$E2E_ROOT/echo.log" 2>&1 &
     ECHO_PID=$!
     e2e_track_pid "$ECHO_PID" echo_milter
-    wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo milter did not start"
+    if [ "$MILTER_SOCKET" = unix ]; then
+        wait_until 10 test -S "$E2E_ROOT/echo.sock" || die "echo milter did not start"
+        chmod 666 "$E2E_ROOT/echo.sock"
+    else
+        wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo milter did not start"
+    fi
 else
     echo "bench/postfix.sh: no echo milter at $ECHO_BIN; measuring without it" >&2
 fi
@@ -132,7 +154,7 @@ if [ -n "$ECHO_PORT" ]; then
     cat >>"$PF_CONF/master.cf" <<EOF
 127.0.0.1:$ECHO_LISTENER_PORT inet n - n - - smtpd
   -o milter_macro_daemon_name=bridgehead
-  -o smtpd_milters=inet:127.0.0.1:$ECHO_PORT
+  -o smtpd_milters=$ECHO_MILTER
 EOF
 fi
 cat >>"$PF_CONF/master.cf" <<EOF
@@ -211,7 +233,7 @@ if grep -q 'milter-reject' "$PF/maillog"; then
     die "gatehouse rejected a warm-up message"
 fi
 
-echo "Postfix $(postconf -d -h mail_version), $(nproc) cores, $MESSAGES messages per run (1 session each), $SESSIONS sessions in parallel, $ROUNDS rounds"
+echo "Postfix $(postconf -d -h mail_version), $(nproc) cores, $MESSAGES messages per run (1 session each), $SESSIONS sessions in parallel, $ROUNDS rounds, milters on $MILTER_SOCKET sockets"
 declare -A rate cpu own
 names=(plain gatehouse)
 if [ -n "$ECHO_PORT" ]; then names+=(echo); fi
