@@ -307,3 +307,393 @@ fn matches_sender(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each rule on its own, with hand-made subjects (no directory): the
+    //! table-driven contract of the rules and their interactions.
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::directory::{DirectoryUnavailable, Memberships, ResolvedUser, UserEntry};
+    use crate::policy::{DomainPattern, ListenerMatch, Replies};
+
+    fn user(login: &str, addresses: &[&str], groups: &[&str]) -> Arc<ResolvedUser> {
+        let mut m = Memberships::default();
+        for g in groups {
+            m.insert(g, Arc::from(vec![login.to_string(), g.to_string()]));
+        }
+        Arc::new(ResolvedUser {
+            entry: UserEntry {
+                login: login.into(),
+                dn: format!("uid={login}"),
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                member_of: vec![],
+            },
+            groups: m,
+        })
+    }
+
+    fn authenticated(u: Arc<ResolvedUser>) -> Subject {
+        Subject {
+            kind: SubjectKind::Authenticated,
+            login: Some(u.entry.login.clone()),
+            user: Ok(Some(u)),
+        }
+    }
+
+    fn unavailable(kind: SubjectKind) -> Subject {
+        Subject {
+            kind,
+            login: Some("x".into()),
+            user: Err(DirectoryUnavailable("down".into())),
+        }
+    }
+
+    fn listener() -> Listener {
+        Listener {
+            name: "l".into(),
+            matcher: ListenerMatch::default(),
+            allow_anonymous: true,
+            trusted_networks: vec![],
+            reject_anonymous_local_sender: false,
+            require_sender_match: false,
+            submit: GroupRule::default(),
+            relay: GroupRule::default(),
+            mode: None,
+        }
+    }
+
+    fn policy(recipients: Vec<RecipientRule>) -> Policy {
+        Policy {
+            version: 1,
+            mode: Mode::Enforce,
+            on_directory_error: DirectoryErrorAction::Tempfail,
+            local_domains: vec![DomainPattern::parse("example.com").unwrap()],
+            listeners: vec![],
+            default_listener: None,
+            recipients: recipients
+                .into_iter()
+                .map(|r| (r.address.to_string(), r))
+                .collect::<HashMap<_, _>>(),
+            replies: Replies::default(),
+        }
+    }
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    fn groups(allow: &[&str], deny: &[&str]) -> GroupRule {
+        GroupRule {
+            allow_groups: allow.iter().map(|s| s.to_string()).collect(),
+            deny_groups: deny.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn relay_rule_table() {
+        let p = policy(vec![]);
+        let mut l = listener();
+        l.relay = groups(&["Relayers"], &["Blocked"]);
+        let anon = Subject::anonymous();
+        let trusted = Subject {
+            kind: SubjectKind::Trusted,
+            login: None,
+            user: Ok(None),
+        };
+        let member = authenticated(user("a", &[], &["Relayers"]));
+        let both = authenticated(user("b", &[], &["Relayers", "Blocked"]));
+        let outsider = authenticated(user("c", &[], &[]));
+        let down = unavailable(SubjectKind::Authenticated);
+        let ext = addr("x@elsewhere.example");
+        let cases: Vec<(&Subject, Action, &str)> = vec![
+            (&anon, Action::Reject(ReplyKind::RelayAnonymous), "relay"),
+            (&trusted, Action::Accept, "relay_allowed"),
+            (&member, Action::Accept, "relay_allowed"),
+            (&both, Action::Reject(ReplyKind::RelayDenied), "relay_group"),
+            (&outsider, Action::Reject(ReplyKind::RelayDenied), "relay_group"),
+            (
+                &down,
+                Action::Tempfail(ReplyKind::DirectoryUnavailable),
+                "relay_group",
+            ),
+        ];
+        for (i, (s, action, rule)) in cases.into_iter().enumerate() {
+            let d = evaluate_rcpt(&p, &l, s, None, &ext);
+            assert_eq!((d.action, d.rule), (action, rule), "case {i}");
+        }
+        // Local recipients are never relaying, whoever sends.
+        assert_eq!(
+            evaluate_rcpt(&p, &l, &anon, None, &addr("bob@example.com")).action,
+            Action::Accept
+        );
+        // Deny evidence carries the path.
+        assert_eq!(
+            evaluate_rcpt(&p, &l, &both, None, &ext).path,
+            vec!["b", "Blocked"]
+        );
+    }
+
+    #[test]
+    fn mail_stage_rules_table() {
+        let p = policy(vec![]);
+        let mut closed = listener();
+        closed.allow_anonymous = false;
+        closed.submit = groups(&["Senders"], &[]);
+        closed.require_sender_match = true;
+        let mut open = listener();
+        open.reject_anonymous_local_sender = true;
+        let alice = authenticated(user("alice", &["alice@example.com"], &["Senders"]));
+        let carol = authenticated(user("carol", &["carol@example.com"], &[]));
+        let unknown = Subject {
+            kind: SubjectKind::Authenticated,
+            login: Some("u@example.com".into()),
+            user: Ok(None),
+        };
+        let anon = Subject::anonymous();
+        let cases: Vec<(&Listener, &Subject, Option<&str>, &str)> = vec![
+            (&closed, &anon, Some("x@partner.example"), "anonymous_access"),
+            (&closed, &carol, Some("carol@example.com"), "submit"),
+            (&closed, &alice, Some("bob@example.com"), "send_as"),
+            (&closed, &alice, Some("Alice@Example.com"), "mail_accepted"),
+            (&closed, &alice, None, "mail_accepted"),
+            (&open, &anon, Some("carol@example.com"), "anonymous_local_sender"),
+            (&open, &anon, Some("x@partner.example"), "mail_accepted"),
+            (&open, &anon, None, "mail_accepted"),
+            (&open, &unknown, Some("u@example.com"), "mail_accepted"),
+        ];
+        for (i, (l, s, from, rule)) in cases.into_iter().enumerate() {
+            let from = from.map(addr);
+            assert_eq!(evaluate_mail(&p, l, s, from.as_ref()).rule, rule, "case {i}");
+        }
+        // send_as: the login itself is an address the user may use.
+        let mut l = listener();
+        l.require_sender_match = true;
+        assert_eq!(
+            evaluate_mail(&p, &l, &unknown, Some(&addr("u@example.com"))).action,
+            Action::Accept
+        );
+        assert_eq!(
+            evaluate_mail(&p, &l, &unknown, Some(&addr("v@example.com"))).action,
+            Action::Reject(ReplyKind::SendAsDenied)
+        );
+    }
+
+    #[test]
+    fn restricted_recipient_table() {
+        let list = RecipientRule {
+            address: addr("list@example.com"),
+            require_authenticated: false,
+            accept_from: vec![
+                SenderRef::Group("Staff".into()),
+                SenderRef::User("boss".into()),
+                SenderRef::Sender(addr("partner@partner.example")),
+                SenderRef::Sender(addr("insider@example.com")),
+            ],
+            reject_from: vec![
+                SenderRef::Group("Banned".into()),
+                SenderRef::Sender(addr("spam@bad.example")),
+            ],
+            mode: None,
+        };
+        let p = policy(vec![list]);
+        let l = listener();
+        let rcpt = addr("LIST@example.com");
+        let staff = authenticated(user("s", &["s@example.com"], &["Staff"]));
+        let banned_staff = authenticated(user("b", &[], &["Staff", "Banned"]));
+        let boss = authenticated(user("boss", &[], &[]));
+        let insider = authenticated(user("i", &["insider@example.com"], &[]));
+        let anon = Subject::anonymous();
+        let trusted_staff = Subject {
+            kind: SubjectKind::Trusted,
+            login: None,
+            user: Ok(Some(user("t", &["t@example.com"], &["Staff"]))),
+        };
+        let cases: Vec<(&Subject, &str, Action, &str)> = vec![
+            (&staff, "s@example.com", Action::Accept, "recipient_accept_from"),
+            (
+                &banned_staff,
+                "b@example.com",
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+                "recipient_reject_from",
+            ),
+            (&boss, "boss@example.com", Action::Accept, "recipient_accept_from"),
+            (
+                &insider,
+                "other@example.com",
+                Action::Accept,
+                "recipient_accept_from",
+            ),
+            (
+                &trusted_staff,
+                "t@example.com",
+                Action::Accept,
+                "recipient_accept_from",
+            ),
+            // An anonymous claim of an external contact counts; of one of ours, never.
+            (
+                &anon,
+                "partner@partner.example",
+                Action::Accept,
+                "recipient_accept_from",
+            ),
+            (
+                &anon,
+                "insider@example.com",
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+                "recipient_accept_from",
+            ),
+            // A claim is enough to be refused.
+            (
+                &anon,
+                "spam@bad.example",
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+                "recipient_reject_from",
+            ),
+            (
+                &staff,
+                "spam@bad.example",
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+                "recipient_reject_from",
+            ),
+            (
+                &anon,
+                "",
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+                "recipient_accept_from",
+            ),
+        ];
+        for (i, (s, from, action, rule)) in cases.into_iter().enumerate() {
+            let from = Address::parse(from);
+            let d = evaluate_rcpt(&p, &l, s, from.as_ref(), &rcpt);
+            assert_eq!((d.action, d.rule), (action, rule), "case {i}");
+        }
+        // postmaster is exempt; a non-restricted local recipient is open.
+        assert_eq!(
+            evaluate_rcpt(&p, &l, &anon, None, &addr("postmaster@example.com")).rule,
+            "postmaster"
+        );
+        assert_eq!(
+            evaluate_rcpt(&p, &l, &anon, None, &addr("other@example.com")).rule,
+            "local_recipient"
+        );
+    }
+
+    #[test]
+    fn require_authenticated_comes_first_and_trusted_counts() {
+        let list = RecipientRule {
+            address: addr("all@example.com"),
+            require_authenticated: true,
+            accept_from: vec![SenderRef::Sender(addr("partner@partner.example"))],
+            reject_from: vec![],
+            mode: None,
+        };
+        let p = policy(vec![list]);
+        let l = listener();
+        let rcpt = addr("all@example.com");
+        let from = addr("partner@partner.example");
+        let d = evaluate_rcpt(&p, &l, &Subject::anonymous(), Some(&from), &rcpt);
+        assert_eq!(d.action, Action::Reject(ReplyKind::RecipientRequiresAuth));
+        let trusted = Subject {
+            kind: SubjectKind::Trusted,
+            login: None,
+            user: Ok(None),
+        };
+        assert_eq!(
+            evaluate_rcpt(&p, &l, &trusted, Some(&from), &rcpt).action,
+            Action::Accept
+        );
+    }
+
+    #[test]
+    fn directory_errors_follow_on_directory_error() {
+        let list = RecipientRule {
+            address: addr("all@example.com"),
+            require_authenticated: false,
+            accept_from: vec![SenderRef::Group("Staff".into())],
+            reject_from: vec![],
+            mode: None,
+        };
+        let rcpt = addr("all@example.com");
+        let down = unavailable(SubjectKind::Authenticated);
+        for (action, want) in [
+            (
+                DirectoryErrorAction::Tempfail,
+                Action::Tempfail(ReplyKind::DirectoryUnavailable),
+            ),
+            (DirectoryErrorAction::Accept, Action::Accept),
+            (
+                DirectoryErrorAction::Reject,
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+            ),
+        ] {
+            let mut p = policy(vec![list.clone()]);
+            p.on_directory_error = action;
+            assert_eq!(
+                evaluate_rcpt(&p, &listener(), &down, None, &rcpt).action,
+                want,
+                "{action:?}"
+            );
+        }
+        // A list with only sender: entries needs no directory.
+        let senders_only = RecipientRule {
+            accept_from: vec![SenderRef::Sender(addr("x@partner.example"))],
+            ..list
+        };
+        let p = policy(vec![senders_only]);
+        let d = evaluate_rcpt(&p, &listener(), &down, Some(&addr("x@partner.example")), &rcpt);
+        assert_eq!(d.action, Action::Accept);
+    }
+
+    #[test]
+    fn monitor_mode_precedence() {
+        let mut list = RecipientRule {
+            address: addr("all@example.com"),
+            require_authenticated: true,
+            accept_from: vec![],
+            reject_from: vec![],
+            mode: None,
+        };
+        let rcpt = addr("all@example.com");
+        let anon = Subject::anonymous();
+        let mut l = listener();
+        // (global, listener, recipient) → monitored?
+        for (global, lmode, rmode, monitored) in [
+            (Mode::Enforce, None, None, false),
+            (Mode::Monitor, None, None, true),
+            (Mode::Monitor, Some(Mode::Enforce), None, false),
+            (Mode::Enforce, Some(Mode::Monitor), None, true),
+            (Mode::Enforce, Some(Mode::Monitor), Some(Mode::Enforce), false),
+            (Mode::Enforce, None, Some(Mode::Monitor), true),
+        ] {
+            list.mode = rmode;
+            l.mode = lmode;
+            let mut p = policy(vec![list.clone()]);
+            p.mode = global;
+            let d = evaluate_rcpt(&p, &l, &anon, None, &rcpt);
+            assert_eq!(d.action, Action::Reject(ReplyKind::RecipientRequiresAuth));
+            assert_eq!(
+                (d.monitored, d.lets_through()),
+                (monitored, monitored),
+                "{global:?} {lmode:?} {rmode:?}"
+            );
+        }
+        // A recipient in monitor mode does not soften the relay rule.
+        let mut p = policy(vec![]);
+        p.mode = Mode::Enforce;
+        let d = evaluate_rcpt(&p, &listener(), &anon, None, &addr("x@elsewhere.example"));
+        assert!(!d.monitored);
+    }
+
+    #[test]
+    fn a_mail_refusal_carries_over_to_every_recipient() {
+        let p = policy(vec![]);
+        let mut l = listener();
+        l.allow_anonymous = false;
+        l.mode = Some(Mode::Monitor);
+        let d = evaluate_rcpt(&p, &l, &Subject::anonymous(), None, &addr("bob@example.com"));
+        assert_eq!((d.rule, d.monitored), ("anonymous_access", true));
+    }
+}
