@@ -110,22 +110,41 @@ impl Enforcer {
         }
     }
 
-    /// Say once per macro when a listener needs a macro the MTA never sent.
-    fn check_listener_macros(&self, policy: &Policy, macros: &MacroStore) {
+    /// Say once per listener and macro when a listener's match (or its
+    /// trusted networks) needs something the MTA did not send.
+    fn check_listener_macros(&self, policy: &Policy, macros: &MacroStore, client: Option<IpAddr>) {
         for (name, fix) in LISTENER_MACROS {
             if macros.get(name).is_some() {
                 continue;
             }
-            let needed_by = policy.listeners.iter().find(|l| match name {
+            let needs = |l: &&crate::policy::Listener| match name {
                 "daemon_name" => l.matcher.daemon_name.is_some(),
                 "daemon_port" => l.matcher.daemon_port.is_some(),
                 _ => l.matcher.daemon_addr.is_some(),
-            });
-            if let Some(l) = needed_by {
-                self.warn_once(format!("macro:{name}"), || {
+            };
+            for l in policy.listeners.iter().filter(needs) {
+                self.warn_once(format!("macro:{}:{name}", l.name), || {
                     tracing::warn!(
                         listener = %l.name,
                         "the MTA did not send {{{name}}}, which listener {:?} matches on; sessions fall through to another listener. Fix: {fix}",
+                        l.name
+                    )
+                });
+            }
+        }
+        if client.is_none() {
+            let needs =
+                |l: &&crate::policy::Listener| !l.matcher.client.is_empty() || !l.trusted_networks.is_empty();
+            for l in policy
+                .listeners
+                .iter()
+                .chain(policy.default_listener.iter())
+                .filter(needs)
+            {
+                self.warn_once(format!("client:{}", l.name), || {
+                    tracing::warn!(
+                        listener = %l.name,
+                        "the MTA sent no client address (CONNECT without address and no {{client_addr}}), which listener {:?} needs for its client ranges or trusted networks; such sessions are treated as untrusted. Fix: Postfix: add {{client_addr}} to milter_connect_macros; Sendmail: add {{client_addr}} to confMILTER_MACROS_CONNECT",
                         l.name
                     )
                 });
@@ -284,7 +303,7 @@ impl Handler for Enforcer {
         let daemon_name = text(facts.macros.get("daemon_name"));
         let ctx = listener_context(facts, daemon_name.as_deref());
         let listener = policy.select_listener(&ctx);
-        self.check_listener_macros(policy, facts.macros);
+        self.check_listener_macros(policy, facts.macros, ctx.client);
         let login = text(facts.macros.get("auth_authen"));
         // No listener: nothing to decide, so nothing to ask the directory.
         let subject = match listener {

@@ -140,6 +140,45 @@ async fn a_missing_listener_macro_is_reported_once_with_the_fix() {
         );
     }
     let log = g.wait_for_log("did not send {daemon_name}", std::time::Duration::from_secs(5));
-    assert_eq!(g.log_count("did not send {daemon_name}"), 1, "{log}");
+    // Once per listener that matches on it (bridgehead, submission), not per session.
+    assert_eq!(g.log_count("did not send {daemon_name}"), 2, "{log}");
     assert!(log.contains("milter_macro_daemon_name"), "{log}");
+}
+
+#[tokio::test]
+async fn a_missing_client_address_is_reported_once_per_listener() {
+    use gatehouse::milter::codec::ConnectAddress;
+    use gatehouse::milter::Command;
+    let g = Gatehouse::start("");
+    for _ in 0..2 {
+        let mut c = gatehouse::milter::client::MilterClient::connect(&g.endpoint)
+            .await
+            .unwrap();
+        c.negotiate(gatehouse::milter::client::POSTFIX_V6_OFFER)
+            .await
+            .unwrap();
+        c.macros(b'C', &[("{daemon_name}", "bridgehead")]);
+        c.send(Command::Connect {
+            hostname: "unknown".into(),
+            address: ConnectAddress::Unknown,
+        })
+        .await
+        .unwrap();
+        // Without an address the client cannot be trusted: relaying is refused.
+        let r = c
+            .transaction(&Envelope {
+                sender: "app@example.org".into(),
+                recipients: vec!["v@elsewhere.example".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            reply_text(&r.rcpts[0]),
+            "550 5.7.1 <v@elsewhere.example>: Unable to relay"
+        );
+    }
+    let log = g.wait_for_log("sent no client address", std::time::Duration::from_secs(5));
+    assert_eq!(g.log_count("sent no client address"), 1, "{log}");
+    assert!(log.contains("milter_connect_macros"));
 }
