@@ -29,20 +29,20 @@ pub struct Snapshot {
     pub directory: Arc<Directory>,
 }
 
-/// Macros gatehouse asks the MTA for, per stage. `{daemon_*}` pick the
-/// listener, `{client_addr}` backs up CONNECT's address, `{auth_authen}` is the
-/// identity, `i` the queue id for the log.
+/// Macros gatehouse asks the MTA for, per stage: exactly what it reads.
+/// `{daemon_*}` pick the listener, `{client_addr}` backs up CONNECT's address,
+/// `{auth_authen}` is the identity (`{auth_type}` tells an MTA that sends a
+/// login without a mechanism apart in the logs), `i` is the queue id for the
+/// log (Postfix knows it only from DATA on), `{rcpt_addr}` the MTA's view of
+/// the recipient.
 pub fn macro_request() -> MacroRequest {
     MacroRequest {
         lists: vec![
             (
                 MacroStage::Connect,
-                "j {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_name} {if_addr}".into(),
+                "{daemon_name} {daemon_addr} {daemon_port} {client_addr}".into(),
             ),
-            (
-                MacroStage::EnvFrom,
-                "i {auth_type} {auth_authen} {mail_addr}".into(),
-            ),
+            (MacroStage::EnvFrom, "i {auth_type} {auth_authen}".into()),
             (MacroStage::EnvRcpt, "i {rcpt_addr}".into()),
             (MacroStage::Data, "i".into()),
         ],
