@@ -19,8 +19,8 @@ use crate::milter::negotiate::MacroRequest;
 use crate::milter::protocol::MacroStage;
 use crate::milter::session::{parse_client_address, Facts, Handler, Verdict};
 use crate::policy::{
-    evaluate_mail, evaluate_rcpt, Action, Address, Decision, ListenerContext, ListenerId, Policy, ReplyKind,
-    Subject, SubjectKind,
+    evaluate_mail, evaluate_rcpt_with, Action, Address, Decision, ListenerContext, ListenerId, Policy,
+    RecipientRule, ReplyKind, StoredRule, Subject, SubjectKind,
 };
 
 /// One configuration generation: the rules and the directory they refer to.
@@ -221,6 +221,36 @@ fn text(b: Option<&Bytes>) -> Option<String> {
     b.map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// Restrictions stored on a recipient's directory entry, fetched for the
+/// rules (only for local recipients the configuration does not restrict).
+pub enum Stored {
+    None,
+    Rule(RecipientRule),
+    Unavailable,
+}
+
+impl Stored {
+    pub fn as_stored(&self) -> StoredRule<'_> {
+        match self {
+            Stored::None => StoredRule::None,
+            Stored::Rule(r) => StoredRule::Rule(r),
+            Stored::Unavailable => StoredRule::Unavailable,
+        }
+    }
+}
+
+pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
+    let policy = &*snapshot.policy;
+    if !policy.is_local(rcpt) || rcpt.is_postmaster() || policy.recipients.contains_key(&rcpt.to_string()) {
+        return Stored::None;
+    }
+    match snapshot.directory.stored_restrictions(&rcpt.to_string()).await {
+        Ok(None) => Stored::None,
+        Ok(Some(s)) => Stored::Rule(RecipientRule::from_stored(rcpt, &s)),
+        Err(_) => Stored::Unavailable,
+    }
+}
+
 /// Turn a decision into what the MTA is told.
 pub fn verdict_for(policy: &Policy, d: &Decision, rcpt: Option<&Address>) -> Verdict {
     if d.lets_through() {
@@ -368,7 +398,15 @@ impl Handler for Enforcer {
             tracing::warn!(peer = facts.peer, "RCPT with an empty address: answered tempfail");
             return Verdict::Tempfail;
         };
-        let d = evaluate_rcpt(policy, l, &tx.subject, tx.sender.as_ref(), &rcpt);
+        let stored = stored_rule(&tx.snapshot, &rcpt).await;
+        let d = evaluate_rcpt_with(
+            policy,
+            l,
+            &tx.subject,
+            tx.sender.as_ref(),
+            &rcpt,
+            stored.as_stored(),
+        );
         LogLine {
             facts,
             policy,
@@ -408,13 +446,14 @@ pub async fn explain(
     .await;
     let l = policy.listener_by_id(listener);
     let mail = evaluate_mail(policy, l, &subject, env.sender);
-    let rcpts = if mail.action == Action::Accept || mail.monitored {
-        rcpts
-            .iter()
-            .map(|r| (r.clone(), evaluate_rcpt(policy, l, &subject, env.sender, r)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut decisions = Vec::new();
+    if mail.action == Action::Accept || mail.monitored {
+        for r in rcpts {
+            let stored = stored_rule(snapshot, r).await;
+            let d = evaluate_rcpt_with(policy, l, &subject, env.sender, r, stored.as_stored());
+            decisions.push((r.clone(), d));
+        }
+    }
+    let rcpts = decisions;
     Explanation { subject, mail, rcpts }
 }

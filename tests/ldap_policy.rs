@@ -245,3 +245,69 @@ fn lookup_command_shows_nested_groups_with_paths_and_source() {
             && !String::from_utf8_lossy(&out.stderr).contains(SERVICE_PASSWORD)
     );
 }
+
+/// A bridgehead transaction as `login` ("" = anonymous) to one recipient: the RCPT reply.
+async fn to(g: &Gatehouse, login: &str, from: &str, rcpt: &str) -> String {
+    let mut c = session(&g.endpoint, "bridgehead", "198.51.100.7").await;
+    let mut mail_macros = Vec::new();
+    if !login.is_empty() {
+        mail_macros.push(("{auth_authen}".to_string(), login.to_string()));
+    }
+    let r = c
+        .transaction(&Envelope {
+            mail_macros,
+            sender: from.into(),
+            recipients: vec![rcpt.into()],
+        })
+        .await
+        .unwrap();
+    r.rcpts
+        .first()
+        .map(reply_text)
+        .unwrap_or_else(|| reply_text(&r.mail))
+}
+
+#[tokio::test]
+async fn restrictions_stored_on_the_recipient_entry() {
+    let mut slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    // board@example.com's entry: msExchRequireAuthToSendTo TRUE, dLMemSubmitPerms
+    // Full-Time Employees, authOrig dave, unauthOrig bob (tests/ldap/data.ldif).
+    let g = start(
+        &slapd,
+        "ttl = \"1s\"\nstale_if_error = \"1s\"\n\n[directory.ldap.recipient_restrictions]\nenabled = true",
+    );
+    let auth_required = "550 5.7.1 <board@example.com>: Authentication required to send to this recipient";
+    let not_authorized = "550 5.7.1 <board@example.com>: Not authorized to send to this recipient";
+    let cases = [
+        ("", "x@partner.example", auth_required),
+        ("alice", "alice@example.com", "continue"), // Engineering > Full-Time Employees
+        ("dave", "dave@example.com", "continue"),   // authOrig
+        ("carol", "carol@example.com", not_authorized),
+        ("bob", "bob@example.com", not_authorized), // unauthOrig
+    ];
+    for (login, from, want) in cases {
+        assert_eq!(to(&g, login, from, "board@example.com").await, want, "{login}");
+    }
+    // Other recipients carry no restrictions.
+    assert_eq!(
+        to(&g, "", "x@partner.example", "carol@example.com").await,
+        "continue"
+    );
+    // The directory down and the entry's restrictions expired: 4xx, not 5xx, not accept.
+    slapd.stop();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = to(&g, "", "x@partner.example", "board@example.com").await;
+    assert_eq!(r, "451 4.4.3 Directory server unavailable, try again later");
+    drop(g);
+
+    // Off by default: the stored restrictions are not read.
+    slapd.restart();
+    let g = start(&slapd, "");
+    assert_eq!(
+        to(&g, "", "x@partner.example", "board@example.com").await,
+        "continue"
+    );
+}

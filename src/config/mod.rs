@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::directory::cache::Cache;
-use crate::directory::ldap::{LdapBackend, LdapSettings, Membership};
+use crate::directory::ldap::{LdapBackend, LdapSettings, Membership, RestrictionAttributes};
 use crate::directory::{CacheSettings, CachedLdap, Directory, StaticDirectory, StaticGroup, StaticUser};
 use crate::policy::{
     Address, DirectoryErrorAction, DomainPattern, GroupRule, Listener, ListenerMatch, Mode, Policy,
@@ -210,6 +210,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             Directory::Ldap(Box::new(CachedLdap {
                 backend,
                 cache: Cache::new(cache),
+                restrictions: Cache::new(cache),
             }))
         }
     };
@@ -467,6 +468,16 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
         pool_size: l.pool_size,
         page_size: l.page_size,
         failback_after: l.failback_after.0,
+        recipient_restrictions: {
+            let r = l.recipient_restrictions;
+            r.enabled.then_some(RestrictionAttributes {
+                require_auth: r.require_auth_attribute,
+                accept_senders: r.accept_senders_attribute,
+                reject_senders: r.reject_senders_attribute,
+                accept_groups: r.accept_groups_attribute,
+                reject_groups: r.reject_groups_attribute,
+            })
+        },
     })
 }
 

@@ -195,6 +195,33 @@ pub struct RawLdap {
     pub pool_size: usize,
     pub page_size: i32,
     pub failback_after: Dur,
+    pub recipient_restrictions: RawRestrictions,
+}
+
+/// `[directory.ldap.recipient_restrictions]`: restrictions read from the
+/// recipient's own entry (Exchange attribute names by default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRestrictions {
+    pub enabled: bool,
+    pub require_auth_attribute: String,
+    pub accept_senders_attribute: String,
+    pub reject_senders_attribute: String,
+    pub accept_groups_attribute: String,
+    pub reject_groups_attribute: String,
+}
+
+impl Default for RawRestrictions {
+    fn default() -> Self {
+        RawRestrictions {
+            enabled: false,
+            require_auth_attribute: "msExchRequireAuthToSendTo".into(),
+            accept_senders_attribute: "authOrig".into(),
+            reject_senders_attribute: "unauthOrig".into(),
+            accept_groups_attribute: "dLMemSubmitPerms".into(),
+            reject_groups_attribute: "dLMemRejectPerms".into(),
+        }
+    }
 }
 
 impl Default for RawLdap {
@@ -221,6 +248,7 @@ impl Default for RawLdap {
             pool_size: 4,
             page_size: 500,
             failback_after: Dur(Duration::from_secs(30)),
+            recipient_restrictions: RawRestrictions::default(),
         }
     }
 }

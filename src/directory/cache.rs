@@ -37,7 +37,7 @@ impl std::fmt::Display for UserKey {
     }
 }
 
-pub type Lookup = Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable>;
+pub type Lookup<V = ResolvedUser> = Result<Option<Arc<V>>, DirectoryUnavailable>;
 
 /// Where an answer came from, for `lookup` and the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,22 +88,32 @@ impl Counters {
     }
 }
 
-#[derive(Clone)]
-struct Entry {
-    value: Option<Arc<ResolvedUser>>,
+struct Entry<V> {
+    value: Option<Arc<V>>,
     fetched: Instant,
 }
 
-type Flight = Arc<OnceCell<Lookup>>;
+impl<V> Clone for Entry<V> {
+    fn clone(&self) -> Self {
+        Entry {
+            value: self.value.clone(),
+            fetched: self.fetched,
+        }
+    }
+}
 
-pub struct Cache<K = UserKey> {
+type Flight<V> = Arc<OnceCell<Lookup<V>>>;
+
+/// Keys `K` (a login or an address) to shared values `V` (a resolved user,
+/// a recipient's stored restrictions).
+pub struct Cache<K = UserKey, V = ResolvedUser> {
     settings: CacheSettings,
-    entries: Mutex<LruCache<K, Entry>>,
-    in_flight: Mutex<HashMap<K, Flight>>,
+    entries: Mutex<LruCache<K, Entry<V>>>,
+    in_flight: Mutex<HashMap<K, Flight<V>>>,
     pub counters: Counters,
 }
 
-impl<K: Hash + Eq + Clone> Cache<K> {
+impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     pub fn new(settings: CacheSettings) -> Self {
         let cap = NonZeroUsize::new(settings.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Cache {
@@ -114,7 +124,7 @@ impl<K: Hash + Eq + Clone> Cache<K> {
         }
     }
 
-    fn lifetime(&self, e: &Entry) -> Duration {
+    fn lifetime(&self, e: &Entry<V>) -> Duration {
         if e.value.is_some() {
             self.settings.ttl
         } else {
@@ -123,10 +133,10 @@ impl<K: Hash + Eq + Clone> Cache<K> {
     }
 
     /// Answer from the cache, or run `fetch` once for all concurrent callers.
-    pub async fn get_or_fetch<F, Fut>(&self, key: &K, now: Instant, fetch: F) -> (Lookup, Source)
+    pub async fn get_or_fetch<F, Fut>(&self, key: &K, now: Instant, fetch: F) -> (Lookup<V>, Source)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Lookup>,
+        Fut: Future<Output = Lookup<V>>,
     {
         let cached = lock(&self.entries).get(key).cloned();
         if let Some(e) = &cached {

@@ -70,6 +70,34 @@ pub struct LdapSettings {
     /// A connection to a server later in `urls` is dropped after this long,
     /// so traffic returns to the first server once it is back.
     pub failback_after: Duration,
+    /// Directory-driven restrictions: attribute names on the recipient's entry.
+    pub recipient_restrictions: Option<RestrictionAttributes>,
+}
+
+/// Where a recipient's own entry keeps its delivery restrictions (Exchange
+/// names by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictionAttributes {
+    /// Boolean: only authenticated senders (`msExchRequireAuthToSendTo`).
+    pub require_auth: String,
+    /// DNs of senders allowed (`authOrig`) / refused (`unauthOrig`).
+    pub accept_senders: String,
+    pub reject_senders: String,
+    /// DNs of groups whose members are allowed (`dLMemSubmitPerms`) / refused (`dLMemRejectPerms`).
+    pub accept_groups: String,
+    pub reject_groups: String,
+}
+
+impl RestrictionAttributes {
+    pub fn names(&self) -> [&str; 5] {
+        [
+            &self.require_auth,
+            &self.accept_senders,
+            &self.reject_senders,
+            &self.accept_groups,
+            &self.reject_groups,
+        ]
+    }
 }
 
 struct Server {
@@ -591,6 +619,15 @@ fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavaila
 }
 
 /// Attribute values, by case-insensitive attribute name.
+pub fn attr_values(attrs: &std::collections::HashMap<String, Vec<String>>, name: &str) -> Vec<String> {
+    attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// Attribute values of an entry, by case-insensitive attribute name.
 fn attr(e: &SearchEntry, name: &str) -> Vec<String> {
     e.attrs
         .iter()

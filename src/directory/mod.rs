@@ -81,10 +81,35 @@ pub enum Directory {
     Ldap(Box<CachedLdap>),
 }
 
-/// The LDAP backend behind its cache.
+/// The LDAP backend behind its caches.
 pub struct CachedLdap {
     pub backend: ldap::LdapBackend,
     pub cache: cache::Cache<UserKey>,
+    /// Recipients' stored restrictions, by lowercased address.
+    pub restrictions: cache::Cache<String, StoredRestrictions>,
+}
+
+/// Delivery restrictions stored on a recipient's own directory entry
+/// (Exchange: `msExchRequireAuthToSendTo`, `authOrig`, `unauthOrig`,
+/// `dLMemSubmitPerms`, `dLMemRejectPerms`). Values are DNs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRestrictions {
+    pub dn: String,
+    pub require_authenticated: bool,
+    pub accept_senders: Vec<String>,
+    pub reject_senders: Vec<String>,
+    pub accept_groups: Vec<String>,
+    pub reject_groups: Vec<String>,
+}
+
+impl StoredRestrictions {
+    pub fn is_empty(&self) -> bool {
+        !self.require_authenticated
+            && self.accept_senders.is_empty()
+            && self.reject_senders.is_empty()
+            && self.accept_groups.is_empty()
+            && self.reject_groups.is_empty()
+    }
 }
 
 impl CachedLdap {
@@ -157,6 +182,44 @@ impl Directory {
                 .await?
                 .map(|e| (e.dn, e.attrs))),
         }
+    }
+
+    /// The restrictions stored on the entry that owns `address`, when
+    /// `[directory.ldap.recipient_restrictions]` is enabled; `Ok(None)` when
+    /// disabled, not found, or the entry carries none.
+    pub async fn stored_restrictions(
+        &self,
+        address: &str,
+    ) -> Result<Option<Arc<StoredRestrictions>>, DirectoryUnavailable> {
+        let Directory::Ldap(l) = self else { return Ok(None) };
+        let Some(names) = l.backend.settings().recipient_restrictions.clone() else {
+            return Ok(None);
+        };
+        let key = address.to_lowercase();
+        let fetch = || {
+            Box::pin(async {
+                let Some((dn, attrs)) = self.recipient_entry(&key, &names.names()).await? else {
+                    return Ok(None);
+                };
+                let values = |n: &str| ldap::attr_values(&attrs, n);
+                let r = StoredRestrictions {
+                    dn,
+                    require_authenticated: values(&names.require_auth)
+                        .iter()
+                        .any(|v| v.eq_ignore_ascii_case("TRUE")),
+                    accept_senders: values(&names.accept_senders),
+                    reject_senders: values(&names.reject_senders),
+                    accept_groups: values(&names.accept_groups),
+                    reject_groups: values(&names.reject_groups),
+                };
+                Ok((!r.is_empty()).then(|| Arc::new(r)))
+            })
+        };
+        let (r, _) = Box::pin(l.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
+        if let Err(e) = &r {
+            tracing::warn!(recipient = %key, error = %e, "reading the recipient's stored restrictions failed");
+        }
+        r
     }
 
     /// Cache counters as `hits misses queries errors stale_served`, for the logs.

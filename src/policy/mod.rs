@@ -21,7 +21,7 @@ use ipnet::IpNet;
 pub use address::Address;
 pub use listener::{ListenerContext, ListenerMatch};
 pub use reply::{Replies, ReplyKind, ReplyTemplate};
-pub use rules::{evaluate_mail, evaluate_rcpt};
+pub use rules::{evaluate_mail, evaluate_rcpt, evaluate_rcpt_with};
 
 use crate::directory::{DirectoryUnavailable, ResolvedUser};
 
@@ -73,6 +73,8 @@ pub enum SenderRef {
     Group(String),
     User(String),
     Sender(Address),
+    /// A directory entry by DN (restrictions stored on the recipient: `authOrig`).
+    Dn(String),
 }
 
 impl std::fmt::Display for SenderRef {
@@ -81,6 +83,7 @@ impl std::fmt::Display for SenderRef {
             SenderRef::Group(g) => write!(f, "group:{g}"),
             SenderRef::User(u) => write!(f, "user:{u}"),
             SenderRef::Sender(a) => write!(f, "sender:{a}"),
+            SenderRef::Dn(d) => write!(f, "dn:{d}"),
         }
     }
 }
@@ -92,6 +95,40 @@ pub struct RecipientRule {
     pub accept_from: Vec<SenderRef>,
     pub reject_from: Vec<SenderRef>,
     pub mode: Option<Mode>,
+}
+
+impl RecipientRule {
+    /// The restrictions a recipient's directory entry stores, as a rule.
+    pub fn from_stored(address: &Address, s: &crate::directory::StoredRestrictions) -> RecipientRule {
+        RecipientRule {
+            address: address.clone(),
+            require_authenticated: s.require_authenticated,
+            accept_from: s
+                .accept_senders
+                .iter()
+                .map(|d| SenderRef::Dn(d.clone()))
+                .chain(s.accept_groups.iter().map(|g| SenderRef::Group(g.clone())))
+                .collect(),
+            reject_from: s
+                .reject_senders
+                .iter()
+                .map(|d| SenderRef::Dn(d.clone()))
+                .chain(s.reject_groups.iter().map(|g| SenderRef::Group(g.clone())))
+                .collect(),
+            mode: None,
+        }
+    }
+}
+
+/// Restrictions found on the recipient's own directory entry, as the
+/// enforcer hands them to the rules.
+#[derive(Debug, Clone, Copy)]
+pub enum StoredRule<'a> {
+    /// None stored (or the feature is off).
+    None,
+    Rule(&'a RecipientRule),
+    /// The directory could not say: `on_directory_error` decides.
+    Unavailable,
 }
 
 /// `example.com` (exactly) or `.example.com` (every subdomain).

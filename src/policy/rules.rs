@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{
     Action, Address, Decision, DirectoryErrorAction, GroupRule, Listener, Mode, Policy, RecipientRule,
 };
-use super::{ReplyKind, SenderRef, Subject, SubjectKind};
+use super::{ReplyKind, SenderRef, StoredRule, Subject, SubjectKind};
 use crate::directory::ResolvedUser;
 
 /// Outcome of one rule: pass (go on), or a decision.
@@ -67,13 +67,27 @@ pub fn evaluate_mail(
     }
 }
 
-/// Decide one RCPT TO.
+/// Decide one RCPT TO, with the restrictions of the configuration only.
 pub fn evaluate_rcpt(
     policy: &Policy,
     listener: &Listener,
     subject: &Subject,
     sender: Option<&Address>,
     rcpt: &Address,
+) -> Decision {
+    evaluate_rcpt_with(policy, listener, subject, sender, rcpt, StoredRule::None)
+}
+
+/// Decide one RCPT TO; `stored` are the restrictions found on the
+/// recipient's directory entry. A `[[recipient]]` of the configuration for
+/// the same address takes precedence over them.
+pub fn evaluate_rcpt_with(
+    policy: &Policy,
+    listener: &Listener,
+    subject: &Subject,
+    sender: Option<&Address>,
+    rcpt: &Address,
+    stored: StoredRule<'_>,
 ) -> Decision {
     let listener_mode = listener.mode.unwrap_or(policy.mode);
     // The MAIL-stage rules hold for every recipient too: a session refused at
@@ -88,13 +102,23 @@ pub fn evaluate_rcpt(
     if policy.is_local(rcpt) && rcpt.is_postmaster() {
         return decision(Action::Accept, "postmaster", Vec::new());
     }
-    let Some(restriction) = policy.recipients.get(&rcpt.to_string()) else {
-        let rule = if policy.is_local(rcpt) {
-            "local_recipient"
-        } else {
-            "relay_allowed"
-        };
-        return decision(Action::Accept, rule, Vec::new());
+    let restriction = match (policy.recipients.get(&rcpt.to_string()), stored) {
+        (Some(r), _) | (None, StoredRule::Rule(r)) => r,
+        (None, StoredRule::Unavailable) => {
+            let d = match directory_error(policy, ReplyKind::RecipientNotAuthorized, "recipient_directory") {
+                Ok(()) => decision(Action::Accept, "recipient_directory", Vec::new()),
+                Err(d) => d,
+            };
+            return with_mode(d, listener_mode);
+        }
+        (None, StoredRule::None) => {
+            let rule = if policy.is_local(rcpt) {
+                "local_recipient"
+            } else {
+                "relay_allowed"
+            };
+            return decision(Action::Accept, rule, Vec::new());
+        }
     };
     let mode = restriction.mode.unwrap_or(listener_mode);
     match restricted_recipient(policy, restriction, subject, sender) {
@@ -293,6 +317,9 @@ fn matches_sender(
                     .is_some_and(|l| l.eq_ignore_ascii_case(login));
             (by_entry || by_login).then(|| vec![login.clone()])
         }
+        SenderRef::Dn(dn) => verified
+            .filter(|u| u.entry.dn.eq_ignore_ascii_case(dn))
+            .map(|u| vec![u.entry.login.clone()]),
         SenderRef::Sender(addr) => {
             let wanted = addr.to_string();
             if verified.is_some_and(|u| u.entry.addresses.contains(&wanted)) {
@@ -695,5 +722,58 @@ mod tests {
         l.mode = Some(Mode::Monitor);
         let d = evaluate_rcpt(&p, &l, &Subject::anonymous(), None, &addr("bob@example.com"));
         assert_eq!((d.rule, d.monitored), ("anonymous_access", true));
+    }
+
+    #[test]
+    fn stored_restrictions_and_their_precedence() {
+        let rcpt = addr("board@example.com");
+        let stored = RecipientRule {
+            address: rcpt.clone(),
+            require_authenticated: false,
+            accept_from: vec![SenderRef::Dn("UID=dave,ou=people".into())],
+            reject_from: vec![],
+            mode: None,
+        };
+        let dave = authenticated(Arc::new(ResolvedUser {
+            entry: UserEntry {
+                login: "dave".into(),
+                dn: "uid=dave,ou=people".into(),
+                addresses: vec![],
+                member_of: vec![],
+            },
+            groups: Memberships::default(),
+        }));
+        let eve = authenticated(user("eve", &[], &[]));
+        let p = policy(vec![]);
+        let l = listener();
+        let with = |s: &Subject, st: StoredRule<'_>| evaluate_rcpt_with(&p, &l, s, None, &rcpt, st).action;
+        assert_eq!(
+            with(&dave, StoredRule::Rule(&stored)),
+            Action::Accept,
+            "DN, any case"
+        );
+        assert_eq!(
+            with(&eve, StoredRule::Rule(&stored)),
+            Action::Reject(ReplyKind::RecipientNotAuthorized)
+        );
+        assert_eq!(with(&eve, StoredRule::None), Action::Accept);
+        assert_eq!(
+            with(&eve, StoredRule::Unavailable),
+            Action::Tempfail(ReplyKind::DirectoryUnavailable)
+        );
+        // A [[recipient]] of the configuration wins over what is stored.
+        let configured = RecipientRule {
+            accept_from: vec![],
+            ..stored.clone()
+        };
+        let p = policy(vec![configured]);
+        let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Rule(&stored));
+        assert_eq!((d.action, d.rule), (Action::Accept, "recipient_open"));
+        let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Unavailable);
+        assert_eq!(
+            d.action,
+            Action::Accept,
+            "the configuration needs no directory here"
+        );
     }
 }
