@@ -217,10 +217,6 @@ fn listener_context<'a>(facts: &'a Facts<'a>, daemon_name: Option<&'a str>) -> L
     }
 }
 
-fn text(b: Option<&Bytes>) -> Option<String> {
-    b.map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 /// Restrictions stored on a recipient's directory entry, fetched for the
 /// rules (only for local recipients the configuration does not restrict).
 pub enum Stored {
@@ -241,10 +237,15 @@ impl Stored {
 
 pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
     let policy = &*snapshot.policy;
-    if !policy.is_local(rcpt) || rcpt.is_postmaster() || policy.recipients.contains_key(&rcpt.to_string()) {
+    // Cheap checks first: this runs for every recipient.
+    if !snapshot.directory.reads_stored_restrictions() || !policy.is_local(rcpt) || rcpt.is_postmaster() {
         return Stored::None;
     }
-    match snapshot.directory.stored_restrictions(&rcpt.to_string()).await {
+    let address = rcpt.to_string();
+    if policy.recipients.contains_key(&address) {
+        return Stored::None;
+    }
+    match snapshot.directory.stored_restrictions(&address).await {
         Ok(None) => Stored::None,
         Ok(Some(s)) => Stored::Rule(RecipientRule::from_stored(rcpt, &s)),
         Err(_) => Stored::Unavailable,
@@ -289,7 +290,7 @@ impl LogLine<'_> {
                     .render(self.rcpt.map(|r| r.to_string()).as_deref())
             })
             .unwrap_or_default();
-        let queue_id = text(self.facts.macros.get("i")).unwrap_or_default();
+        let queue_id = self.facts.macros.get_str("i").unwrap_or_default();
         let client = client_address(self.facts)
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown".into());
@@ -330,11 +331,11 @@ impl Handler for Enforcer {
             .mail
             .first()
             .and_then(|s| Address::parse(&String::from_utf8_lossy(s)));
-        let daemon_name = text(facts.macros.get("daemon_name"));
+        let daemon_name = facts.macros.get_str("daemon_name");
         let ctx = listener_context(facts, daemon_name.as_deref());
         let listener = policy.select_listener(&ctx);
         self.check_listener_macros(policy, facts.macros, ctx.client);
-        let login = text(facts.macros.get("auth_authen"));
+        let login = facts.macros.get_str("auth_authen");
         // No listener: nothing to decide, so nothing to ask the directory.
         let subject = match listener {
             Some(_) => {

@@ -475,16 +475,8 @@ impl LdapBackend {
                     "(member:1.2.840.113556.1.4.1941:={})",
                     ldap_escape(user.dn.as_str())
                 );
-                let groups = self
-                    .search(
-                        &s.group_base_dn,
-                        Scope::Subtree,
-                        &filter,
-                        &[&s.group_name_attribute],
-                    )
-                    .await?;
-                for g in groups.iter().take(s.max_groups) {
-                    self.add_group(&mut out, &root, &g.dn, first(g, &s.group_name_attribute));
+                for (dn, name) in self.search_groups(&filter).await?.into_iter().take(s.max_groups) {
+                    self.add_group(&mut out, &root, &dn, name);
                 }
             }
             Membership::MemberOf | Membership::Search => {
@@ -549,40 +541,51 @@ impl LdapBackend {
                                 &[&s.memberof_attribute],
                             )
                             .await?;
-                        e.first()
-                            .map(|e| attr(e, &s.memberof_attribute))
-                            .unwrap_or_default()
+                        // Ranged like the user's own memberOf (a group in many groups, on AD).
+                        match e.first() {
+                            Some(e) => self.all_values(e, &s.memberof_attribute).await?,
+                            None => Vec::new(),
+                        }
                     }
                 };
                 Ok(dns.into_iter().map(|dn| (dn, None)).collect())
             }
             _ => {
+                // A group (not a user) has no login: a filter on {login} alone must not match "".
+                if user.is_none() && !s.group_filter.contains("{dn}") {
+                    return Ok(Vec::new());
+                }
                 let login = user.map(|u| u.login.as_str()).unwrap_or("");
                 let filter = s
                     .group_filter
                     .replace("{dn}", &ldap_escape(member_dn))
                     .replace("{login}", &ldap_escape(login));
-                // A group (not a user) has no login: a filter on {login} alone must not match "".
-                if user.is_none() && !s.group_filter.contains("{dn}") {
-                    return Ok(Vec::new());
-                }
-                let entries = self
-                    .search(
-                        &s.group_base_dn,
-                        Scope::Subtree,
-                        &filter,
-                        &[&s.group_name_attribute],
-                    )
-                    .await?;
-                Ok(entries
-                    .into_iter()
-                    .map(|g| {
-                        let name = first(&g, &s.group_name_attribute);
-                        (g.dn, name)
-                    })
-                    .collect())
+                self.search_groups(&filter).await
             }
         }
+    }
+
+    /// Groups matching `filter` under `group_base_dn`, as (DN, name if it has one).
+    async fn search_groups(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<(String, Option<String>)>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let entries = self
+            .search(
+                &s.group_base_dn,
+                Scope::Subtree,
+                filter,
+                &[&s.group_name_attribute],
+            )
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|g| {
+                let name = first(&g, &s.group_name_attribute);
+                (g.dn, name)
+            })
+            .collect())
     }
 
     fn add_group(
@@ -629,11 +632,7 @@ pub fn attr_values(attrs: &std::collections::HashMap<String, Vec<String>>, name:
 
 /// Attribute values of an entry, by case-insensitive attribute name.
 fn attr(e: &SearchEntry, name: &str) -> Vec<String> {
-    e.attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
+    attr_values(&e.attrs, name)
 }
 
 /// Values of `name` in one answer, plain or as a range (`name;range=LOW-HIGH`),

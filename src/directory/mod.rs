@@ -184,6 +184,11 @@ impl Directory {
         }
     }
 
+    /// Whether recipients' entries are read for stored restrictions at all.
+    pub fn reads_stored_restrictions(&self) -> bool {
+        matches!(self, Directory::Ldap(l) if l.backend.settings().recipient_restrictions.is_some())
+    }
+
     /// The restrictions stored on the entry that owns `address`, when
     /// `[directory.ldap.recipient_restrictions]` is enabled; `Ok(None)` when
     /// disabled, not found, or the entry carries none.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::codec::{Command, ConnectAddress, OptNeg, Reply};
 use super::connection::{Connection, ConnectionError};
 use super::endpoint::{Endpoint, MilterStream};
+use super::negotiate::Negotiated;
 use super::protocol::{cmd, proto};
 
 /// What Postfix 3.x offers with `milter_protocol = 6`.
@@ -125,21 +126,20 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> MilterClient<S> {
         self.protocol() & bit != 0
     }
 
+    /// Whether the milter will answer `letter`: the same rule the server side
+    /// applies ([`Negotiated::expects_reply`]).
     fn wants_reply(&self, letter: u8) -> bool {
-        let bit = match letter {
-            cmd::CONNECT => proto::NR_CONN,
-            cmd::HELO => proto::NR_HELO,
-            cmd::MAIL => proto::NR_MAIL,
-            cmd::RCPT => proto::NR_RCPT,
-            cmd::DATA => proto::NR_DATA,
-            cmd::HEADER => proto::NR_HDR,
-            cmd::EOH => proto::NR_EOH,
-            cmd::BODY => proto::NR_BODY,
-            cmd::UNKNOWN => proto::NR_UNKN,
-            cmd::BODYEOB => return true,
-            _ => return false,
-        };
-        self.protocol() & bit == 0
+        let offer = self.negotiated.unwrap_or(OptNeg {
+            version: 2,
+            actions: 0,
+            protocol: 0,
+        });
+        Negotiated {
+            version: offer.version,
+            actions: offer.actions,
+            protocol: offer.protocol,
+        }
+        .expects_reply(letter)
     }
 
     /// Queue a macro packet for the stage of `letter` (sent with the next command).
