@@ -1,6 +1,8 @@
 //! Bad configuration files: each is refused with a message naming the file,
 //! the line and the key or value at fault. Nothing is half-loaded.
 
+mod common;
+
 use std::path::Path;
 
 use gatehouse::config;
@@ -214,8 +216,6 @@ fn unreadable_file() {
 
 #[test]
 fn check_command_warns_about_groups_that_resolve_to_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("g.toml");
     let text = EXAMPLE
         .replace(
             "[domains]\n",
@@ -229,12 +229,7 @@ fn check_command_warns_about_groups_that_resolve_to_nobody() {
             "on_directory_error = \"tempfail\"",
             "on_directory_error = \"accept\"",
         );
-    std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = common::gatehouse_check(&text);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "warnings are not errors: {stdout}");
     assert!(
@@ -245,12 +240,7 @@ fn check_command_warns_about_groups_that_resolve_to_nobody() {
     );
     assert!(stdout.contains("fail open"), "{stdout}");
     // A broken file: exit 1 with the error on stderr.
-    std::fs::write(&cfg, "[milter]\nbogus = 1\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = common::gatehouse_check("[milter]\nbogus = 1\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `bogus`"));
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use common::{session, Gatehouse};
-use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
+use common::{negotiated, session, Gatehouse};
+use gatehouse::milter::client::Envelope;
 use gatehouse::milter::{Command, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -129,8 +129,7 @@ async fn malformed_packets_close_the_connection_with_one_log_line() {
 #[tokio::test]
 async fn out_of_order_commands_get_the_documented_replies() {
     let g = Gatehouse::start("");
-    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
-    c.negotiate(POSTFIX_V6_OFFER).await.unwrap();
+    let mut c = negotiated(&g.endpoint).await;
     // RCPT and DATA outside a transaction: tempfail, never continue.
     let r = c
         .send(Command::Rcpt(vec!["<a@example.com>".into()]))
@@ -178,8 +177,7 @@ async fn out_of_order_commands_get_the_documented_replies() {
 #[tokio::test]
 async fn non_utf8_macro_values_do_not_break_the_session() {
     let g = Gatehouse::start("");
-    let mut c = MilterClient::connect(&g.endpoint).await.unwrap();
-    c.negotiate(POSTFIX_V6_OFFER).await.unwrap();
+    let mut c = negotiated(&g.endpoint).await;
     c.connection().queue_command(&Command::Macro {
         stage: b'C',
         macros: vec![(

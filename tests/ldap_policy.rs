@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::slapd::{Options, Slapd, SERVICE_PASSWORD};
-use common::{free_port, ldap_example_config, reply_text, session, Gatehouse};
+use common::{free_port, gatehouse_check, ldap_example_config, reply_text, session, Gatehouse};
 use gatehouse::milter::client::{Envelope, MilterClient};
 
 fn start(slapd: &Slapd, cache: &str) -> Gatehouse {
@@ -145,14 +145,7 @@ async fn directory_down_means_4xx_never_5xx_and_never_an_open_relay() {
 
 /// `gatehouse check --config TEXT` → (exit code, stdout).
 fn check(text: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("g.toml");
-    std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = gatehouse_check(text);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

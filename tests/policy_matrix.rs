@@ -7,7 +7,9 @@ mod common;
 
 use common::matrix::{C, ROWS};
 use common::slapd::{Options, Slapd};
-use common::{free_port, ldap_example_config, reply_text, session, Gatehouse};
+use common::{
+    assert_relay_refused, free_port, ldap_example_config, negotiated, reply_text, session, Gatehouse,
+};
 use gatehouse::milter::client::Envelope;
 use gatehouse::milter::Reply;
 
@@ -117,27 +119,11 @@ async fn a_missing_listener_macro_is_reported_once_with_the_fix() {
     let g = Gatehouse::start("");
     for _ in 0..3 {
         // No {daemon_name}: the session falls through to "default".
-        let mut c = gatehouse::milter::client::MilterClient::connect(&g.endpoint)
-            .await
-            .unwrap();
-        c.negotiate(gatehouse::milter::client::POSTFIX_V6_OFFER)
-            .await
-            .unwrap();
+        let mut c = negotiated(&g.endpoint).await;
         c.connect_event("h", "198.51.100.7".parse().unwrap(), 1, &[("j", "mx")])
             .await
             .unwrap();
-        let r = c
-            .transaction(&Envelope {
-                sender: "x@partner.example".into(),
-                recipients: vec!["v@elsewhere.example".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            reply_text(&r.rcpts[0]),
-            "550 5.7.1 <v@elsewhere.example>: Unable to relay"
-        );
+        assert_relay_refused(&mut c, "x@partner.example").await;
     }
     let log = g.wait_for_log("did not send {daemon_name}", std::time::Duration::from_secs(5));
     // Once per listener that matches on it (bridgehead, submission), not per session.
@@ -151,12 +137,7 @@ async fn a_missing_client_address_is_reported_once_per_listener() {
     use gatehouse::milter::Command;
     let g = Gatehouse::start("");
     for _ in 0..2 {
-        let mut c = gatehouse::milter::client::MilterClient::connect(&g.endpoint)
-            .await
-            .unwrap();
-        c.negotiate(gatehouse::milter::client::POSTFIX_V6_OFFER)
-            .await
-            .unwrap();
+        let mut c = negotiated(&g.endpoint).await;
         c.macros(b'C', &[("{daemon_name}", "bridgehead")]);
         c.send(Command::Connect {
             hostname: "unknown".into(),
@@ -165,18 +146,7 @@ async fn a_missing_client_address_is_reported_once_per_listener() {
         .await
         .unwrap();
         // Without an address the client cannot be trusted: relaying is refused.
-        let r = c
-            .transaction(&Envelope {
-                sender: "app@example.org".into(),
-                recipients: vec!["v@elsewhere.example".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            reply_text(&r.rcpts[0]),
-            "550 5.7.1 <v@elsewhere.example>: Unable to relay"
-        );
+        assert_relay_refused(&mut c, "app@example.org").await;
     }
     let log = g.wait_for_log("sent no client address", std::time::Duration::from_secs(5));
     assert_eq!(g.log_count("sent no client address"), 1, "{log}");

@@ -192,10 +192,44 @@ impl Drop for Gatehouse {
     }
 }
 
-/// A negotiated client with CONNECT sent for `daemon_name` from `client_ip`.
-pub async fn session(endpoint: &Endpoint, daemon_name: &str, client_ip: &str) -> MilterClient {
+/// A client that negotiated as Postfix 3 does, before CONNECT.
+pub async fn negotiated(endpoint: &Endpoint) -> MilterClient {
     let mut c = MilterClient::connect(endpoint).await.expect("connect");
     c.negotiate(POSTFIX_V6_OFFER).await.expect("negotiate");
+    c
+}
+
+/// An anonymous relay attempt on `c`: the recipient must be refused.
+pub async fn assert_relay_refused(c: &mut MilterClient, sender: &str) {
+    let r = c
+        .transaction(&gatehouse::milter::client::Envelope {
+            sender: sender.into(),
+            recipients: vec!["v@elsewhere.example".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reply_text(&r.rcpts[0]),
+        "550 5.7.1 <v@elsewhere.example>: Unable to relay"
+    );
+}
+
+/// `gatehouse check --config FILE` with `text` as the file.
+pub fn gatehouse_check(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(&cfg, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap()
+}
+
+/// A negotiated client with CONNECT sent for `daemon_name` from `client_ip`.
+pub async fn session(endpoint: &Endpoint, daemon_name: &str, client_ip: &str) -> MilterClient {
+    let mut c = negotiated(endpoint).await;
     c.connect_event(
         "client.example.net",
         client_ip.parse().unwrap(),
