@@ -157,7 +157,7 @@ if [ -n "$ECHO_PORT" ]; then
   -o smtpd_milters=$ECHO_MILTER
 EOF
 fi
-cat >>"$PF_CONF/master.cf" <<EOF
+pf_master_base >>"$PF_CONF/master.cf"
 pickup     unix  n       -       n       60      1       pickup
 cleanup    unix  n       -       n       -       0       cleanup
 qmgr       unix  n       -       n       300     1       qmgr
