@@ -19,8 +19,8 @@ use crate::milter::negotiate::MacroRequest;
 use crate::milter::protocol::MacroStage;
 use crate::milter::session::{parse_client_address, Facts, Handler, Verdict};
 use crate::policy::{
-    evaluate_mail, evaluate_rcpt_with, Action, Address, Decision, ListenerContext, ListenerId, Policy,
-    RecipientRule, ReplyKind, StoredRule, Subject, SubjectKind,
+    evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt_with, stricter, Action, Address, Decision, Listener,
+    ListenerContext, ListenerId, MtaView, Policy, RecipientRule, ReplyKind, StoredRule, Subject, SubjectKind,
 };
 
 /// One configuration generation: the rules and the directory they refer to.
@@ -33,8 +33,8 @@ pub struct Snapshot {
 /// `{daemon_*}` pick the listener, `{client_addr}` backs up CONNECT's address,
 /// `{auth_authen}` is the identity (`{auth_type}` tells an MTA that sends a
 /// login without a mechanism apart in the logs), `i` is the queue id for the
-/// log (Postfix knows it only from DATA on), `{rcpt_addr}` the MTA's view of
-/// the recipient.
+/// log (Postfix knows it only from DATA on), `{rcpt_addr}`, `{rcpt_host}`
+/// and `{rcpt_mailer}` the MTA's own resolution of the recipient.
 pub fn macro_request() -> MacroRequest {
     MacroRequest {
         lists: vec![
@@ -43,7 +43,10 @@ pub fn macro_request() -> MacroRequest {
                 "{daemon_name} {daemon_addr} {daemon_port} {client_addr}".into(),
             ),
             (MacroStage::EnvFrom, "i {auth_type} {auth_authen}".into()),
-            (MacroStage::EnvRcpt, "i {rcpt_addr}".into()),
+            (
+                MacroStage::EnvRcpt,
+                "i {rcpt_addr} {rcpt_host} {rcpt_mailer}".into(),
+            ),
             (MacroStage::Data, "i".into()),
         ],
     }
@@ -235,21 +238,142 @@ impl Stored {
     }
 }
 
+/// The restrictions stored on the directory entries that `rcpt` can reach
+/// (every local spelling of it, see [`Policy::restriction_keys`]). Only
+/// fetched when the configuration restricts none of them; when one entry
+/// cannot be read the answer is `Unavailable`.
 pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
     let policy = &*snapshot.policy;
     // Cheap checks first: this runs for every recipient.
-    if !snapshot.directory.reads_stored_restrictions() || !policy.is_local(rcpt) || rcpt.is_postmaster() {
+    if !snapshot.directory.reads_stored_restrictions() {
         return Stored::None;
     }
-    let address = rcpt.to_string();
-    if policy.recipients.contains_key(&address) {
+    let keys = policy.restriction_keys(rcpt);
+    if keys
+        .iter()
+        .any(|k| policy.recipients.contains_key(&k.to_string()))
+    {
         return Stored::None;
     }
-    match snapshot.directory.stored_restrictions(&address).await {
-        Ok(None) => Stored::None,
-        Ok(Some(s)) => Stored::Rule(RecipientRule::from_stored(rcpt, &s)),
-        Err(_) => Stored::Unavailable,
+    let mut found = Stored::None;
+    for key in keys.iter().filter(|k| policy.is_local(k) && !k.is_postmaster()) {
+        match snapshot.directory.stored_restrictions(&key.to_string()).await {
+            Ok(None) => {}
+            Ok(Some(s)) => {
+                if matches!(found, Stored::None) {
+                    found = Stored::Rule(RecipientRule::from_stored(key, &s));
+                }
+            }
+            Err(_) => return Stored::Unavailable,
+        }
     }
+    found
+}
+
+/// The envelope sender as the rules judge it: completed as the MTA
+/// completes a bare local part. A sender that is not an address is kept as
+/// written: it then matches none of a user's addresses (send-as) and still
+/// counts as claiming a local domain when it names one (spoofing).
+pub fn sender_address(policy: &Policy, raw: &str) -> Option<Address> {
+    match Address::parse(raw) {
+        Ok(a) => a.map(|a| a.completed(policy.addresses.default_domain.as_deref())),
+        Err(_) => Some(Address::from_mta(raw)),
+    }
+}
+
+/// Where the MTA says it will deliver a recipient: `{rcpt_addr}`, read
+/// with `{rcpt_mailer}` and `{rcpt_host}`. The local delivery agents
+/// (`local` in both MTAs) deliver by local part, so that view is the local
+/// part in the default domain. `None` when the MTA sent nothing to judge,
+/// or resolved the recipient to its `error` mailer (it refuses it itself).
+pub fn mta_recipient(policy: &Policy, macros: &MacroStore) -> Option<Address> {
+    let addr = macros.get_str("rcpt_addr")?;
+    let mailer = macros.get_str("rcpt_mailer").unwrap_or_default();
+    let default = policy.addresses.default_domain.as_deref();
+    if addr.trim().is_empty() || mailer.eq_ignore_ascii_case("error") {
+        return None;
+    }
+    if mailer.eq_ignore_ascii_case("local") {
+        let local = addr.rsplit_once('@').map_or(addr.as_str(), |(l, _)| l);
+        return Some(match Address::parse(local) {
+            Ok(Some(a)) if a.domain.is_empty() => a.completed(default),
+            _ => Address::from_mta(&addr),
+        });
+    }
+    let view = Address::from_mta(&addr);
+    if view.domain.is_empty() {
+        // A remote mailer with a bare user: the host is where it goes.
+        if let Some(host) = macros.get_str("rcpt_host").filter(|h| !h.trim().is_empty()) {
+            return Some(Address::from_mta(&format!("{}@{}", view.local, host.trim())));
+        }
+    }
+    Some(view.completed(default))
+}
+
+/// One recipient, judged as a live session and `explain` judge it: the
+/// typed argument by the strict model, then the MTA's view when it names
+/// another address; the stricter decision wins (or, with
+/// `mta_view = "log"`, is only logged). Returns the address to show.
+pub async fn judge_rcpt(
+    snapshot: &Snapshot,
+    listener: &Listener,
+    subject: &Subject,
+    sender: Option<&Address>,
+    raw: &str,
+    mta: Option<Address>,
+) -> RcptJudgement {
+    let policy = &*snapshot.policy;
+    let typed = match Address::parse(raw) {
+        Ok(Some(a)) => a.completed(policy.addresses.default_domain.as_deref()),
+        Ok(None) | Err(_) => {
+            return RcptJudgement {
+                shown: Address::from_mta(raw),
+                mta: None,
+                decision: evaluate_invalid_rcpt(policy, listener, subject, sender),
+            }
+        }
+    };
+    let decide = |view: Address| async move {
+        let stored = stored_rule(snapshot, &view).await;
+        evaluate_rcpt_with(policy, listener, subject, sender, &view, stored.as_stored())
+    };
+    let by_typed = decide(typed.clone()).await;
+    let Some(mta) = mta.filter(|m| *m != typed) else {
+        return RcptJudgement {
+            shown: typed,
+            mta: None,
+            decision: by_typed,
+        };
+    };
+    let by_mta = decide(mta.clone()).await;
+    if (by_mta.action != by_typed.action) || (by_mta.rule != by_typed.rule) {
+        tracing::info!(
+            listener = %listener.name,
+            recipient = %typed,
+            mta_recipient = %mta,
+            rule = by_typed.rule,
+            mta_rule = by_mta.rule,
+            "the MTA resolves this recipient to another address, which the policy judges differently"
+        );
+    }
+    let decision = match policy.addresses.mta_view {
+        MtaView::Enforce => stricter(by_typed, by_mta),
+        MtaView::Log => by_typed,
+    };
+    RcptJudgement {
+        shown: typed,
+        mta: Some(mta),
+        decision,
+    }
+}
+
+/// A recipient's decision and the addresses it was made on.
+pub struct RcptJudgement {
+    /// The typed recipient, normalised (or as written when invalid).
+    pub shown: Address,
+    /// The MTA's view, when it differs from the typed one.
+    pub mta: Option<Address>,
+    pub decision: Decision,
 }
 
 /// Turn a decision into what the MTA is told.
@@ -273,6 +397,8 @@ struct LogLine<'a> {
     subject: &'a Subject,
     sender: Option<&'a Address>,
     rcpt: Option<&'a Address>,
+    /// The MTA's view of the recipient, when it differs from the typed one.
+    mta_rcpt: Option<&'a Address>,
 }
 
 impl LogLine<'_> {
@@ -296,6 +422,7 @@ impl LogLine<'_> {
             .unwrap_or_else(|| "unknown".into());
         let sender = self.sender.map(|s| s.to_string()).unwrap_or_else(|| "<>".into());
         let rcpt = self.rcpt.map(|r| r.to_string()).unwrap_or_default();
+        let mta_rcpt = self.mta_rcpt.map(|r| r.to_string()).unwrap_or_default();
         let login = self.subject.login.as_deref().unwrap_or("");
         let path = d.path.join(" > ");
         let action = if d.monitored { "monitored" } else { d.action_name() };
@@ -306,6 +433,7 @@ impl LogLine<'_> {
             login = login,
             sender = %sender,
             recipient = %rcpt,
+            mta_recipient = %mta_rcpt,
             rule = d.rule,
             path = path.as_str(),
             reply = reply.as_str(),
@@ -330,7 +458,7 @@ impl Handler for Enforcer {
         let sender = facts
             .mail
             .first()
-            .and_then(|s| Address::parse(&String::from_utf8_lossy(s)));
+            .and_then(|s| sender_address(policy, &String::from_utf8_lossy(s)));
         let daemon_name = facts.macros.get_str("daemon_name");
         let ctx = listener_context(facts, daemon_name.as_deref());
         let listener = policy.select_listener(&ctx);
@@ -372,6 +500,7 @@ impl Handler for Enforcer {
                     subject: &subject,
                     sender: sender.as_ref(),
                     rcpt: None,
+                    mta_rcpt: None,
                 }
                 .emit(&d);
                 verdict_for(policy, &d, None)
@@ -392,32 +521,23 @@ impl Handler for Enforcer {
             return Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None));
         };
         let l = policy.listener_by_id(id);
-        let Some(rcpt) = argv
+        let raw = argv
             .first()
-            .and_then(|r| Address::parse(&String::from_utf8_lossy(r)))
-        else {
-            tracing::warn!(peer = facts.peer, "RCPT with an empty address: answered tempfail");
-            return Verdict::Tempfail;
-        };
-        let stored = stored_rule(&tx.snapshot, &rcpt).await;
-        let d = evaluate_rcpt_with(
-            policy,
-            l,
-            &tx.subject,
-            tx.sender.as_ref(),
-            &rcpt,
-            stored.as_stored(),
-        );
+            .map(|r| String::from_utf8_lossy(r))
+            .unwrap_or_default();
+        let mta = mta_recipient(policy, facts.macros);
+        let j = judge_rcpt(&tx.snapshot, l, &tx.subject, tx.sender.as_ref(), &raw, mta).await;
         LogLine {
             facts,
             policy,
             listener: &l.name,
             subject: &tx.subject,
             sender: tx.sender.as_ref(),
-            rcpt: Some(&rcpt),
+            rcpt: Some(&j.shown),
+            mta_rcpt: j.mta.as_ref(),
         }
-        .emit(&d);
-        verdict_for(policy, &d, Some(&rcpt))
+        .emit(&j.decision);
+        verdict_for(policy, &j.decision, Some(&j.shown))
     }
 }
 
@@ -425,15 +545,15 @@ impl Handler for Enforcer {
 pub struct Explanation {
     pub subject: Subject,
     pub mail: Decision,
-    pub rcpts: Vec<(Address, Decision)>,
+    pub rcpts: Vec<RcptJudgement>,
 }
 
-/// Dry run for `gatehouse explain`.
+/// Dry run for `gatehouse explain`: `from` and `rcpts` as a client types them.
 pub async fn explain(
     snapshot: &Snapshot,
     listener: ListenerId,
     env: &Envelope<'_>,
-    rcpts: &[Address],
+    rcpts: &[String],
 ) -> Explanation {
     let policy = &*snapshot.policy;
     let subject = resolve_subject(
@@ -447,14 +567,104 @@ pub async fn explain(
     .await;
     let l = policy.listener_by_id(listener);
     let mail = evaluate_mail(policy, l, &subject, env.sender);
-    let mut decisions = Vec::new();
+    let mut judged = Vec::new();
     if mail.action == Action::Accept || mail.monitored {
         for r in rcpts {
-            let stored = stored_rule(snapshot, r).await;
-            let d = evaluate_rcpt_with(policy, l, &subject, env.sender, r, stored.as_stored());
-            decisions.push((r.clone(), d));
+            judged.push(judge_rcpt(snapshot, l, &subject, env.sender, r, None).await);
         }
     }
-    let rcpts = decisions;
-    Explanation { subject, mail, rcpts }
+    Explanation {
+        subject,
+        mail,
+        rcpts: judged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The MTA's view of a recipient, from the macros each MTA sends.
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::policy::{AddressSettings, DirectoryErrorAction, DomainPattern, Mode, Replies};
+
+    fn policy() -> Policy {
+        Policy {
+            version: 1,
+            mode: Mode::Enforce,
+            on_directory_error: DirectoryErrorAction::Tempfail,
+            local_domains: vec![DomainPattern::parse(".example.com").unwrap()],
+            addresses: AddressSettings {
+                default_domain: Some("example.com".into()),
+                ..Default::default()
+            },
+            listeners: vec![],
+            default_listener: None,
+            recipients: Default::default(),
+            replies: Replies::default(),
+        }
+    }
+
+    /// Macro name/value pairs of one RCPT.
+    type Macros<'a> = &'a [(&'a str, &'a str)];
+
+    fn view(pairs: Macros) -> Option<String> {
+        let mut m = MacroStore::default();
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
+            .collect();
+        m.set(crate::milter::protocol::cmd::RCPT, pairs);
+        mta_recipient(&policy(), &m).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn mta_view_table() {
+        let cases: &[(Macros, Option<&str>)] = &[
+            // Postfix, percent hack resolved off-site.
+            (
+                &[("{rcpt_addr}", "victim@external.org"), ("{rcpt_mailer}", "relay")],
+                Some("victim@external.org"),
+            ),
+            // Local delivery agents deliver by local part: the default domain's mailbox.
+            (
+                &[
+                    ("{rcpt_addr}", "all-staff@mx.example.com"),
+                    ("{rcpt_mailer}", "local"),
+                ],
+                Some("all-staff@example.com"),
+            ),
+            (
+                &[("{rcpt_addr}", "All-Staff"), ("{rcpt_mailer}", "local")],
+                Some("all-staff@example.com"),
+            ),
+            // Sendmail: a remote mailer with a bare user goes to its host.
+            (
+                &[
+                    ("{rcpt_addr}", "victim"),
+                    ("{rcpt_mailer}", "esmtp"),
+                    ("{rcpt_host}", "external.org"),
+                ],
+                Some("victim@external.org"),
+            ),
+            // The MTA refuses it itself, or said nothing.
+            (
+                &[("{rcpt_addr}", "User unknown"), ("{rcpt_mailer}", "error")],
+                None,
+            ),
+            (&[("{rcpt_mailer}", "esmtp")], None),
+            (&[], None),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(view(pairs).as_deref(), *want, "{pairs:?}");
+        }
+        // An unparsable view is never local.
+        let mut m = MacroStore::default();
+        m.set(
+            crate::milter::protocol::cmd::RCPT,
+            vec![(Bytes::from("{rcpt_addr}"), Bytes::from("x@a;@example.com"))],
+        );
+        let v = mta_recipient(&policy(), &m).unwrap();
+        assert!(!policy().is_local(&v), "{v}");
+    }
 }

@@ -272,24 +272,14 @@ fn explain(
         );
         return ExitCode::FAILURE;
     };
-    let sender = Address::parse(from);
-    let mut parsed = Vec::new();
-    for r in rcpts {
-        match Address::parse(r) {
-            Some(a) => parsed.push(a),
-            None => {
-                eprintln!("gatehouse: {r:?} is not a recipient address");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let sender = enforcer::sender_address(policy, from);
     let env = Envelope {
         listener,
         client,
         login,
         sender: sender.as_ref(),
     };
-    let x = block_on(enforcer::explain(&snap, id, &env, &parsed));
+    let x = block_on(enforcer::explain(&snap, id, &env, rcpts));
     let render = |d: &Decision, rcpt: Option<&Address>| -> (String, String) {
         let verdict = enforcer::verdict_for(policy, d, rcpt);
         let reply = match (&verdict, d.reply_kind()) {
@@ -320,9 +310,9 @@ fn explain(
         let recipients: Vec<_> = x
             .rcpts
             .iter()
-            .map(|(a, d)| {
-                let mut v = decision_json(d, Some(a));
-                v["address"] = serde_json::Value::String(a.to_string());
+            .map(|j| {
+                let mut v = decision_json(&j.decision, Some(&j.shown));
+                v["address"] = serde_json::Value::String(j.shown.to_string());
                 v
             })
             .collect();
@@ -362,7 +352,8 @@ fn explain(
     if x.mail.action != Action::Accept && !x.mail.monitored {
         println!("  (no recipient is judged after a refused MAIL)");
     }
-    for (a, d) in &x.rcpts {
+    for j in &x.rcpts {
+        let (a, d) = (&j.shown, &j.decision);
         let (action, reply) = render(d, Some(a));
         println!("RCPT TO:<{a}>  {action}  rule={}  reply: {reply}", d.rule);
         if !d.path.is_empty() {

@@ -34,6 +34,36 @@ fn errors_name_file_line_and_key() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         // (replace, with, line marker, expected fragments)
         (
+            "default_domain = \"example.com\"",
+            "default_domain = \"elsewhere.example\"",
+            "default_domain",
+            &["addresses.default_domain", "not in domains.local"],
+        ),
+        (
+            "default_domain = \"example.com\"",
+            "default_domain = \".example.com\"",
+            "default_domain",
+            &["addresses.default_domain", "is not a domain"],
+        ),
+        (
+            "recipient_delimiter = \"+\"",
+            "recipient_delimiter = \"@\"",
+            "recipient_delimiter = ",
+            &["addresses.recipient_delimiter"],
+        ),
+        (
+            "recipient_delimiter = \"+\"",
+            "recipient_delimiter = \"ab\"",
+            "recipient_delimiter = ",
+            &["addresses.recipient_delimiter"],
+        ),
+        (
+            "mta_view = \"enforce\"",
+            "mta_view = \"ignore\"",
+            "mta_view",
+            &["unknown variant `ignore`"],
+        ),
+        (
             "[domains]\n",
             "[domains]\nlokal = []\n",
             "lokal",
@@ -243,4 +273,23 @@ fn check_command_warns_about_groups_that_resolve_to_nobody() {
     let out = common::gatehouse_check("[milter]\nbogus = 1\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `bogus`"));
+}
+
+/// A restricted recipient must be a plain mailbox: a routed or invalid one
+/// would never match what the MTA delivers to.
+#[test]
+fn routed_or_invalid_recipients_are_refused() {
+    for bad in [
+        "all-staff%elsewhere.example@example.com",
+        "elsewhere.example!all-staff@example.com",
+        "all-staff@example.com@example.com",
+        "all-staff",
+    ] {
+        let text = EXAMPLE.replace(
+            "address = \"all-staff@example.com\"",
+            &format!("address = {bad:?}"),
+        );
+        let e = error_of(&text);
+        assert!(e.contains("is not an address"), "{bad}: {e}");
+    }
 }

@@ -185,6 +185,48 @@ async fn injection_attempts_cannot_widen_a_search() {
     assert!(d.user_by_login("alice").await.unwrap().is_some());
 }
 
+/// slapd's matching rules fold case, width and surrounding spaces, so these
+/// logins find uid=alice; only the login's own entry is its identity.
+#[tokio::test]
+async fn look_alike_logins_do_not_get_another_users_entry() {
+    let s = small();
+    let d = directory(&ldap_config(&[s.url()], "", ""));
+    for login in [
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", // full-width "alice"
+        " alice",
+        "alice ",
+        "al ice",
+        "\u{ff21}lice",
+        "alice\u{3000}",
+    ] {
+        let r = d.user_by_login(login).await;
+        assert!(matches!(r, Ok(None)), "{login:?} gave {r:?}");
+    }
+    for address in [
+        " alice@example.com",
+        "alice@example.com ",
+        "\u{ff41}lice@example.com",
+    ] {
+        let r = d.user_by_address(address).await;
+        assert!(matches!(r, Ok(None)), "{address:?} gave {r:?}");
+    }
+    // Controls: ASCII case is folded, and an address login is the owner's.
+    for login in [
+        "alice",
+        "ALICE",
+        "Alice",
+        "a.smith@example.com",
+        "Alice@Example.COM",
+    ] {
+        let u = d.user_by_login(login).await.unwrap();
+        assert_eq!(
+            u.map(|u| u.entry.login.clone()).as_deref(),
+            Some("alice"),
+            "{login:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn paged_results_get_past_the_server_size_limit() {
     let s = Slapd::start_with(Options {

@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use gatehouse::config;
-use gatehouse::enforcer::{explain, verdict_for, Envelope, Snapshot};
+use gatehouse::enforcer::{explain, sender_address, verdict_for, Envelope, Snapshot};
 use gatehouse::milter::Verdict;
-use gatehouse::policy::{Address, ListenerId};
+use gatehouse::policy::ListenerId;
 
 const EXAMPLE: &str = include_str!("../conf/gatehouse.toml");
 
@@ -36,7 +36,7 @@ fn decide(
         .chain(p.default_listener.iter().map(|_| ListenerId::Default))
         .find(|id| p.listener_by_id(*id).name == listener)
         .unwrap();
-    let sender = Address::parse(from);
+    let sender = sender_address(&snap.policy, from);
     let client: Option<IpAddr> = (!client.is_empty()).then(|| client.parse().unwrap());
     let env = Envelope {
         listener,
@@ -44,8 +44,7 @@ fn decide(
         login: (!login.is_empty()).then_some(login),
         sender: sender.as_ref(),
     };
-    let rcpt = Address::parse(rcpt).unwrap();
-    let x = block_on(explain(snap, id, &env, std::slice::from_ref(&rcpt)));
+    let x = block_on(explain(snap, id, &env, &[rcpt.to_string()]));
     let show = |v: Verdict| match v {
         Verdict::Continue => "continue".to_string(),
         Verdict::Tempfail => "tempfail".to_string(),
@@ -53,7 +52,11 @@ fn decide(
     };
     let mail = show(verdict_for(p, &x.mail, None));
     match x.rcpts.first() {
-        Some((a, d)) => (mail, show(verdict_for(p, d, Some(a))), d.rule.to_string()),
+        Some(j) => (
+            mail,
+            show(verdict_for(p, &j.decision, Some(&j.shown))),
+            j.decision.rule.to_string(),
+        ),
         None => (mail, "-".into(), x.mail.rule.to_string()),
     }
 }
@@ -112,9 +115,9 @@ fn deny_beats_allow_and_member_paths_are_reported() {
         &snap,
         ListenerId::Index(0),
         &env,
-        &[Address::parse("all-staff@example.com").unwrap()],
+        &["all-staff@example.com".to_string()],
     ));
-    assert_eq!(x.rcpts[0].1.path, vec!["carol", "All Staff"]);
+    assert_eq!(x.rcpts[0].decision.path, vec!["carol", "All Staff"]);
     assert_eq!(p.listener_by_id(ListenerId::Index(0)).name, "bridgehead");
 }
 

@@ -17,8 +17,8 @@ use crate::directory::cache::Cache;
 use crate::directory::ldap::{LdapBackend, LdapSettings, Membership, RestrictionAttributes};
 use crate::directory::{CacheSettings, CachedLdap, Directory, StaticDirectory, StaticGroup, StaticUser};
 use crate::policy::{
-    Address, DirectoryErrorAction, DomainPattern, GroupRule, Listener, ListenerMatch, Mode, Policy,
-    RecipientRule, Replies, ReplyKind, ReplyTemplate, SenderRef,
+    Address, AddressSettings, DirectoryErrorAction, DomainPattern, GroupRule, Listener, ListenerMatch, Mode,
+    MtaView, Policy, RecipientRule, Replies, ReplyKind, ReplyTemplate, SenderRef,
 };
 use crate::server::ServerSettings;
 
@@ -123,14 +123,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         let mut addrs = Vec::new();
         for a in &u.addresses {
-            let parsed = Address::parse(a)
-                .filter(|p| !p.domain.is_empty())
-                .ok_or_else(|| {
-                    at(
-                        span.clone(),
-                        format!("directory.users {:?}: {a:?} is not an address", u.login),
-                    )
-                })?;
+            let parsed = full_address(a).ok_or_else(|| {
+                at(
+                    span.clone(),
+                    format!("directory.users {:?}: {a:?} is not an address", u.login),
+                )
+            })?;
             if !addresses.insert(parsed.to_string()) {
                 return Err(at(
                     span,
@@ -231,6 +229,10 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     if local_domains.is_empty() {
         warnings.push("domains.local is empty: every recipient counts as relaying".into());
     }
+
+    // [addresses]
+    let addresses = address_settings(raw.addresses, &local_domains)
+        .map_err(|(span, m)| at(span, format!("addresses.{m}")))?;
 
     // [[listener]]
     let mut listeners: Vec<Listener> = Vec::new();
@@ -348,14 +350,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     for r in raw.recipient {
         let span = r.span();
         let r = r.into_inner();
-        let address = Address::parse(&r.address)
-            .filter(|a| !a.domain.is_empty())
-            .ok_or_else(|| {
-                at(
-                    span.clone(),
-                    format!("recipient {:?} is not an address", r.address),
-                )
-            })?;
+        let address = full_address(&r.address).ok_or_else(|| {
+            at(
+                span.clone(),
+                format!("recipient {:?} is not an address", r.address),
+            )
+        })?;
         let refs = |list: &[String]| -> Result<Vec<SenderRef>, ConfigError> {
             list.iter()
                 .map(|s| parse_sender_ref(s, &known_group, &directory))
@@ -393,6 +393,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         mode: m.mode,
         on_directory_error: m.on_directory_error,
         local_domains,
+        addresses,
         listeners,
         default_listener,
         recipients,
@@ -409,6 +410,72 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         directory,
         warnings,
     })
+}
+
+/// `[addresses]`: the default domain must be one of ours (it completes bare
+/// local parts, which the MTA delivers here) and defaults to the first
+/// exact local domain; the delimiter is a few punctuation characters.
+fn address_settings(
+    a: raw::RawAddresses,
+    local: &[DomainPattern],
+) -> Result<AddressSettings, (std::ops::Range<usize>, String)> {
+    let default_domain = match a.default_domain {
+        Some(d) => {
+            let span = d.span();
+            let p = DomainPattern::parse(d.get_ref())
+                .ok()
+                .filter(|p| !p.subdomains)
+                .ok_or_else(|| {
+                    (
+                        span.clone(),
+                        format!("default_domain: {:?} is not a domain", d.get_ref()),
+                    )
+                })?;
+            if !local.iter().any(|l| l.matches(&p.domain)) {
+                return Err((
+                    span,
+                    format!(
+                        "default_domain: {:?} is not in domains.local (bare addresses are delivered here)",
+                        p.domain
+                    ),
+                ));
+            }
+            Some(p.domain)
+        }
+        None => local.iter().find(|l| !l.subdomains).map(|l| l.domain.clone()),
+    };
+    let recipient_delimiter = match a.recipient_delimiter {
+        Some(d) => {
+            let ok = d.get_ref().chars().count() <= 8
+                && d.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_punctuation() && !"@.\"\\<>()[],;:".contains(c));
+            if !ok {
+                return Err((
+                    d.span(),
+                    format!(
+                        "recipient_delimiter: {:?} must be a few punctuation characters such as \"+\" (not @ . \" \\ or brackets)",
+                        d.get_ref()
+                    ),
+                ));
+            }
+            d.into_inner()
+        }
+        None => String::new(),
+    };
+    Ok(AddressSettings {
+        default_domain,
+        recipient_delimiter,
+        mta_view: a.mta_view.unwrap_or(MtaView::Enforce),
+    })
+}
+
+/// An address written in the configuration: valid, with a domain, unrouted.
+fn full_address(s: &str) -> Option<Address> {
+    Address::parse(s)
+        .ok()
+        .flatten()
+        .filter(|a| !a.domain.is_empty() && !a.is_routed())
 }
 
 fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
@@ -509,8 +576,7 @@ fn parse_sender_ref(
             Ok(SenderRef::User(u.to_string()))
         }
         Some(("user", u)) => Err(format!("user {u:?} is not defined in the directory")),
-        Some(("sender", a)) => Address::parse(a)
-            .filter(|a| !a.domain.is_empty())
+        Some(("sender", a)) => full_address(a)
             .map(SenderRef::Sender)
             .ok_or_else(|| format!("{a:?} is not an address")),
         _ => Err(format!(

@@ -14,7 +14,7 @@ use toml::Spanned;
 use crate::directory::ldap::Membership;
 use crate::directory::CacheSettings;
 use crate::milter::Endpoint;
-use crate::policy::{DirectoryErrorAction, DomainPattern, Mode, ReplyKind};
+use crate::policy::{DirectoryErrorAction, DomainPattern, Mode, MtaView, ReplyKind};
 
 /// A value parsed from a string with `FromStr`-like validation.
 macro_rules! string_value {
@@ -100,6 +100,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub domains: RawDomains,
+    #[serde(default)]
+    pub addresses: RawAddresses,
     #[serde(default)]
     pub listener: Vec<Spanned<RawListener>>,
     #[serde(default)]
@@ -298,6 +300,14 @@ pub struct RawDomains {
     pub local: Vec<Domain>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAddresses {
+    pub default_domain: Option<Spanned<String>>,
+    pub recipient_delimiter: Option<Spanned<String>>,
+    pub mta_view: Option<MtaView>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
@@ -366,6 +376,7 @@ pub struct RawReplies {
     pub recipient_not_authorized: Option<Spanned<String>>,
     pub send_as_denied: Option<Spanned<String>>,
     pub anonymous_local_sender: Option<Spanned<String>>,
+    pub invalid_recipient: Option<Spanned<String>>,
     pub directory_unavailable: Option<Spanned<String>>,
     pub no_listener: Option<Spanned<String>>,
 }
@@ -381,6 +392,7 @@ impl RawReplies {
             (ReplyKind::RecipientNotAuthorized, self.recipient_not_authorized),
             (ReplyKind::SendAsDenied, self.send_as_denied),
             (ReplyKind::AnonymousLocalSender, self.anonymous_local_sender),
+            (ReplyKind::InvalidRecipient, self.invalid_recipient),
             (ReplyKind::DirectoryUnavailable, self.directory_unavailable),
             (ReplyKind::NoListener, self.no_listener),
         ]

@@ -27,6 +27,19 @@ pub struct UserEntry {
     pub member_of: Vec<String>,
 }
 
+impl UserEntry {
+    /// Whether this entry is `key`'s own: its login attribute equals the
+    /// login, or one of its addresses equals the login or address, compared
+    /// ASCII case-insensitively, nothing trimmed, no Unicode folding.
+    pub fn is_own(&self, key: &UserKey) -> bool {
+        let has_address = |a: &str| self.addresses.iter().any(|own| own.eq_ignore_ascii_case(a));
+        match key {
+            UserKey::Login(l) => self.login.eq_ignore_ascii_case(l) || has_address(l),
+            UserKey::Address(a) => has_address(a),
+        }
+    }
+}
+
 /// A user's groups, nested included. Keys are lowercased group names (and DNs
 /// where the backend has them); each value is the membership path from the
 /// user to that group, for `explain` and the logs.
@@ -122,6 +135,17 @@ impl CachedLdap {
             let Some(entry) = self.backend.find_user(name).await? else {
                 return Ok(None);
             };
+            // The server's matching rules fold case, width and spaces
+            // (`ａｌｉｃｅ`, `alice ` find uid=alice): only the login's own
+            // entry is its identity. Cached as unknown, so logged once per TTL.
+            if !entry.is_own(&key) {
+                tracing::warn!(
+                    key = %key,
+                    dn = %entry.dn,
+                    "the directory answered with an entry that is not this login's or address's own: treated as unknown"
+                );
+                return Ok(None);
+            }
             let groups = self.backend.groups_of(&entry).await?;
             Ok(Some(Arc::new(ResolvedUser { entry, groups })))
         };
@@ -139,7 +163,7 @@ impl Directory {
         &self,
         login: &str,
     ) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
-        self.lookup(UserKey::Login(login.to_lowercase())).await.0
+        self.lookup(UserKey::Login(login.to_ascii_lowercase())).await.0
     }
 
     /// Resolve an address to the user who owns it.
@@ -147,7 +171,9 @@ impl Directory {
         &self,
         address: &str,
     ) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
-        self.lookup(UserKey::Address(address.to_lowercase())).await.0
+        self.lookup(UserKey::Address(address.to_ascii_lowercase()))
+            .await
+            .0
     }
 
     /// Resolve, and say where the answer came from.

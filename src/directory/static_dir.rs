@@ -38,20 +38,23 @@ impl StaticDirectory {
         let mut display: HashMap<String, String> = HashMap::new();
         let mut all_groups = HashSet::new();
         for g in groups {
-            let key = g.name.to_lowercase();
+            let key = g.name.to_ascii_lowercase();
             display.insert(key.clone(), g.name.clone());
             all_groups.insert(key.clone());
             for m in &g.members {
-                parent_of.entry(m.to_lowercase()).or_default().push(key.clone());
+                parent_of
+                    .entry(m.to_ascii_lowercase())
+                    .or_default()
+                    .push(key.clone());
             }
         }
         for u in users {
             for g in &u.groups {
-                let key = g.to_lowercase();
+                let key = g.to_ascii_lowercase();
                 display.entry(key.clone()).or_insert_with(|| g.clone());
                 all_groups.insert(key.clone());
                 parent_of
-                    .entry(format!("user:{}", u.login.to_lowercase()))
+                    .entry(format!("user:{}", u.login.to_ascii_lowercase()))
                     .or_default()
                     .push(key);
             }
@@ -64,7 +67,7 @@ impl StaticDirectory {
             let mut memberships = Memberships::default();
             let start: Arc<[String]> = Arc::from(vec![u.login.clone()]);
             let mut queue: VecDeque<(String, Arc<[String]>)> = VecDeque::new();
-            queue.push_back((format!("user:{}", u.login.to_lowercase()), start));
+            queue.push_back((format!("user:{}", u.login.to_ascii_lowercase()), start));
             let mut seen = HashSet::new();
             while let Some((node, path)) = queue.pop_front() {
                 if path.len() > MAX_DEPTH {
@@ -85,16 +88,17 @@ impl StaticDirectory {
             let entry = UserEntry {
                 login: u.login.clone(),
                 dn: format!("user:{}", u.login),
-                addresses: u.addresses.iter().map(|a| a.to_lowercase()).collect(),
+                addresses: u.addresses.iter().map(|a| a.to_ascii_lowercase()).collect(),
                 member_of: Vec::new(),
             };
             let resolved = Arc::new(ResolvedUser {
                 entry,
                 groups: memberships,
             });
-            dir.by_login.insert(u.login.to_lowercase(), resolved.clone());
+            dir.by_login
+                .insert(u.login.to_ascii_lowercase(), resolved.clone());
             for a in &u.addresses {
-                dir.by_address.insert(a.to_lowercase(), resolved.clone());
+                dir.by_address.insert(a.to_ascii_lowercase(), resolved.clone());
             }
         }
         dir
@@ -102,7 +106,7 @@ impl StaticDirectory {
 
     /// Whether a group of this name is known (declared or referenced by a user).
     pub fn has_group(&self, name: &str) -> bool {
-        self.groups.contains(&name.to_lowercase())
+        self.groups.contains(&name.to_ascii_lowercase())
     }
 
     /// Whether any user is in this group (directly or nested).
@@ -111,14 +115,14 @@ impl StaticDirectory {
     }
 
     pub fn has_user(&self, login: &str) -> bool {
-        self.by_login.contains_key(&login.to_lowercase())
+        self.by_login.contains_key(&login.to_ascii_lowercase())
     }
 }
 
 impl StaticDirectory {
     /// A login may be an address ("alice@example.com"), as SASL clients often send.
     pub fn user_by_login(&self, login: &str) -> Option<Arc<ResolvedUser>> {
-        let key = login.to_lowercase();
+        let key = login.to_ascii_lowercase();
         self.by_login
             .get(&key)
             .or_else(|| self.by_address.get(&key))
@@ -126,7 +130,7 @@ impl StaticDirectory {
     }
 
     pub fn user_by_address(&self, address: &str) -> Option<Arc<ResolvedUser>> {
-        self.by_address.get(&address.to_lowercase()).cloned()
+        self.by_address.get(&address.to_ascii_lowercase()).cloned()
     }
 }
 

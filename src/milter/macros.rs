@@ -57,6 +57,14 @@ impl MacroStore {
         }
     }
 
+    /// Forget one stage's macros: a RCPT's `{rcpt_addr}` must never be
+    /// read as the next recipient's when the MTA sends none for it.
+    pub fn clear_stage(&mut self, stage: u8) {
+        if let Some(i) = slot(stage) {
+            self.slots[i].clear();
+        }
+    }
+
     pub fn clear(&mut self) {
         for s in &mut self.slots {
             s.clear();

@@ -236,7 +236,9 @@ impl<H: Handler> Session<H> {
                             macros: &self.macros,
                             mail: &tx.mail,
                         };
-                        self.handler.rcpt(&mut tx.state, &facts, &argv).await
+                        let verdict = self.handler.rcpt(&mut tx.state, &facts, &argv).await;
+                        self.macros.clear_stage(cmd::RCPT);
+                        verdict
                     }
                     None => {
                         tracing::warn!(peer = %self.peer, "RCPT outside a transaction: answered tempfail");

@@ -1,10 +1,21 @@
-//! Envelope addresses as the policy compares them: one canonical lowercase
-//! form whatever the client typed.
+//! Envelope addresses: one strict model, and the questions the rules ask of it.
 //!
-//! Handled: angle brackets, surrounding spaces, source routes
-//! (`<@relay1,@relay2:user@domain>`), needlessly quoted local parts
-//! (`"alice"@example.com`), a trailing dot on the domain, and the case of the
-//! `IPv6:` tag in address literals. The null sender is `<>` or empty.
+//! [`Address::parse`] accepts only what RFC 5321 calls a mailbox (plus the
+//! two forms MTAs complete: a bare local part and `user@`), after angle
+//! brackets, a source route (`<@relay1,@relay2:user@domain>`), needless
+//! quoting (`"alice"@example.com`) and one trailing dot on the domain are
+//! removed. Case is folded (local part and domain, as the rules compare
+//! them); the `IPv6:` tag of an address literal keeps its spelling.
+//!
+//! Anything else is refused, never guessed at: the MTA behind us would
+//! otherwise read the same text differently than we do (`x@a;@example.com`,
+//! `x@a.example .example.com`, `all\-staff@example.com`).
+//!
+//! A valid address may still be *routed*: its local part carries a routing
+//! operator (`%`, `!`, or an `@` inside quotes) that an MTA turns into
+//! another destination (Postfix `allow_percent_hack`, `swap_bangpath`,
+//! `resolve_dequoted_address`; Sendmail's ruleset 3). [`Address::route_targets`]
+//! follows those hops the way Postfix does.
 
 use std::fmt;
 
@@ -16,33 +27,166 @@ pub struct Address {
     pub domain: String,
 }
 
+/// Why an argument is not an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressError(pub &'static str);
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// At most this many routing hops are followed (`a%b%c%d@x` has three).
+const MAX_ROUTE_HOPS: usize = 8;
+
 impl Address {
-    /// `None` for the null sender.
-    pub fn parse(raw: &str) -> Option<Address> {
-        let mut s = raw.trim();
-        if let Some(inner) = s.strip_prefix('<').and_then(|t| t.strip_suffix('>')) {
-            s = inner.trim();
+    /// Strict parse. `Ok(None)` is the null address `<>` (or nothing).
+    pub fn parse(raw: &str) -> Result<Option<Address>, AddressError> {
+        let mut s = raw.trim_matches(|c| c == ' ' || c == '\t');
+        if s.starts_with('<') || s.ends_with('>') {
+            s = s
+                .strip_prefix('<')
+                .and_then(|t| t.strip_suffix('>'))
+                .ok_or(AddressError("unbalanced angle brackets"))?
+                .trim_matches(|c| c == ' ' || c == '\t');
         }
-        // Source route: "@a,@b:user@domain" — the route is obsolete (RFC 5321 §4.1.2).
-        if s.starts_with('@') {
-            if let Some((_, rest)) = s.split_once(':') {
-                s = rest;
+        // Source route "@a,@b:user@domain" — obsolete (RFC 5321 §4.1.2), ignored
+        // as RFC 5321 says, once each hop is checked to be a domain.
+        if let Some(route) = s.strip_prefix('@') {
+            let (hops, rest) = route.split_once(':').ok_or(AddressError("empty local part"))?;
+            if !hops
+                .split(',')
+                .all(|h| h.strip_prefix('@').unwrap_or(h).pipe(valid_domain))
+            {
+                return Err(AddressError("malformed source route"));
             }
+            if rest.is_empty() {
+                return Err(AddressError("source route to nothing"));
+            }
+            s = rest;
         }
         if s.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let (local, domain) = split_local_domain(s);
-        let local = unquote(local).to_lowercase();
-        let mut domain = domain.trim_end_matches('.').to_lowercase();
+        let (local, domain) = split_local_domain(s)?;
+        if local.is_empty() {
+            return Err(AddressError("empty local part"));
+        }
+        let local = canonical_local(local).ok_or(AddressError("invalid local part"))?;
+        let mut domain = match domain {
+            // "user" and "user@": the MTA completes both with its default domain.
+            None => String::new(),
+            Some(d) => d.strip_suffix('.').unwrap_or(d).to_lowercase(),
+        };
+        if !domain.is_empty() && !valid_domain(&domain) {
+            return Err(AddressError("invalid domain"));
+        }
         if let Some(lit) = domain.strip_prefix("[ipv6:") {
             domain = format!("[IPv6:{lit}");
         }
-        Some(Address { local, domain })
+        Ok(Some(Address { local, domain }))
+    }
+
+    /// An address as the MTA reported it (`{rcpt_addr}`): no syntax is
+    /// refused here, but what does not pass [`Address::parse`] is kept as
+    /// an uncertain destination ([`Address::is_routed`] / invalid domain),
+    /// so it can only count as non-local.
+    pub fn from_mta(raw: &str) -> Address {
+        match Address::parse(raw) {
+            Ok(Some(a)) => a,
+            _ => {
+                let s = raw.trim().to_lowercase();
+                match s.rsplit_once('@') {
+                    Some((l, d)) => Address::new(l, d),
+                    // Neither valid nor routed-looking: mark it uncertain.
+                    None => Address {
+                        local: s,
+                        domain: "[invalid]".into(),
+                    },
+                }
+            }
+        }
+    }
+
+    fn new(local: &str, domain: &str) -> Address {
+        Address {
+            local: local.to_lowercase(),
+            domain: domain.strip_suffix('.').unwrap_or(domain).to_lowercase(),
+        }
     }
 
     pub fn is_postmaster(&self) -> bool {
         self.local == "postmaster"
+    }
+
+    /// Whether the domain is syntactically a domain (or empty: a bare local part).
+    pub fn has_valid_domain(&self) -> bool {
+        self.domain.is_empty() || valid_domain(&self.domain)
+    }
+
+    /// A routing operator in the local part, or a local part that is not
+    /// valid at all: the destination is not what the domain says.
+    pub fn is_routed(&self) -> bool {
+        match unquoted_content(&self.local) {
+            Some(content) => content.contains(['@', '%', '!']),
+            None => true,
+        }
+    }
+
+    /// Where an MTA would send this routed address, hop after hop, as
+    /// Postfix rewrites it: a quoted `user@host` first, then the rightmost
+    /// `%` (`user%host`), then the first `!` (`host!user`). Empty when
+    /// not routed. A target may have an empty domain (`"user@"@x`).
+    pub fn route_targets(&self) -> Vec<Address> {
+        let mut out = Vec::new();
+        let mut current = self.clone();
+        while out.len() < MAX_ROUTE_HOPS {
+            let Some(content) = unquoted_content(&current.local) else {
+                break;
+            };
+            let next = if let Some((l, d)) = content.rsplit_once('@') {
+                Address::new(&requote(l), d)
+            } else if let Some((l, d)) = content.rsplit_once('%') {
+                Address::new(&requote(l), d)
+            } else if let Some((h, u)) = content.split_once('!') {
+                Address::new(&requote(u), h)
+            } else {
+                break;
+            };
+            out.push(next.clone());
+            current = next;
+        }
+        out
+    }
+
+    /// The address without its recipient-delimiter extension
+    /// (`all-staff+tag` → `all-staff` with delimiters `+`), as the MTA's
+    /// delivery agent finds the mailbox. `None` when there is none to remove.
+    pub fn without_extension(&self, delimiters: &str) -> Option<Address> {
+        if delimiters.is_empty() || self.is_routed() {
+            return None;
+        }
+        let cut = self.local.find(|c| delimiters.contains(c))?;
+        // Postfix keeps "+foo" whole: a mailbox name is never empty.
+        if cut == 0 {
+            return None;
+        }
+        Some(Address {
+            local: self.local[..cut].to_string(),
+            domain: self.domain.clone(),
+        })
+    }
+
+    /// A bare local part completed with `domain`, as the MTA completes it
+    /// (Postfix `append_at_myorigin`, Sendmail `$j`).
+    pub fn completed(mut self, domain: Option<&str>) -> Address {
+        if self.domain.is_empty() {
+            if let Some(d) = domain {
+                self.domain = d.to_string();
+            }
+        }
+        self
     }
 }
 
@@ -56,8 +200,50 @@ impl fmt::Display for Address {
     }
 }
 
-/// Split at the last `@` outside a quoted local part.
-fn split_local_domain(s: &str) -> (&str, &str) {
+/// `f(x)` written `x.pipe(f)`, to keep a chain readable.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+fn atext(c: char) -> bool {
+    // RFC 5321 atext; non-ASCII as RFC 6531 (SMTPUTF8) allows.
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+}
+
+fn dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|part| !part.is_empty() && part.chars().all(atext))
+}
+
+/// RFC 5321 domain: dot-separated labels of letters, digits and inner
+/// hyphens (underscores tolerated, as MTAs do), or an address literal.
+fn valid_domain(d: &str) -> bool {
+    if let Some(inner) = d.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-".contains(c));
+    }
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| {
+                c.is_ascii_alphanumeric() || c == '-' || c == '_' || (!c.is_ascii() && c.is_alphanumeric())
+            })
+    };
+    d.len() <= 255 && d.split('.').all(label)
+}
+
+/// Split at the `@` that ends the local part: the last one outside quotes.
+/// `None` domain when there is no `@`; an `@` with nothing after it also
+/// gives `None` (`user@`, completed like a bare local part).
+fn split_local_domain(s: &str) -> Result<(&str, Option<&str>), AddressError> {
     let mut in_quotes = false;
     let mut escaped = false;
     let mut at = None;
@@ -70,47 +256,70 @@ fn split_local_domain(s: &str) -> (&str, &str) {
             _ => {}
         }
     }
-    match at {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, ""),
+    if in_quotes {
+        return Err(AddressError("unterminated quoted local part"));
     }
+    Ok(match at {
+        Some(i) if i + 1 == s.len() => (&s[..i], None),
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    })
 }
 
-/// `"alice"` → `alice`; quotes stay when the content needs them.
-fn unquote(local: &str) -> String {
-    let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) else {
-        return local.to_string();
-    };
+/// The text of a local part: a dot-atom as it is, a quoted string with its
+/// quotes and escapes removed. `None` when it is neither.
+fn unquoted_content(local: &str) -> Option<String> {
+    if dot_atom(local) {
+        return Some(local.to_string());
+    }
+    let inner = local.strip_prefix('"')?.strip_suffix('"')?;
     let mut out = String::with_capacity(inner.len());
-    let mut escaped = false;
-    for c in inner.chars() {
-        if escaped {
-            out.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else {
-            out.push(c);
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' => chars.next()?,
+            // An unescaped quote inside: two quoted strings, not one.
+            '"' => return None,
+            c => c,
+        };
+        // qtext and quoted-pair: printable characters and space only.
+        if c.is_control() {
+            return None;
         }
+        out.push(c);
     }
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
-    let dot_atom = !out.is_empty()
-        && out
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(atext));
-    if dot_atom {
-        out
-    } else {
-        local.to_string()
+    Some(out)
+}
+
+/// Quote `content` only if it is not a dot-atom.
+fn requote(content: &str) -> String {
+    if dot_atom(content) {
+        return content.to_string();
     }
+    let mut q = String::with_capacity(content.len() + 2);
+    q.push('"');
+    for c in content.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// A valid local part in its one canonical spelling: lowercase, unquoted
+/// when the quotes were not needed, else re-quoted minimally.
+fn canonical_local(local: &str) -> Option<String> {
+    unquoted_content(local).map(|c| requote(&c.to_lowercase()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn norm(s: &str) -> Option<String> {
-        Address::parse(s).map(|a| a.to_string())
+    fn norm(s: &str) -> Result<Option<String>, AddressError> {
+        Address::parse(s).map(|a| a.map(|a| a.to_string()))
     }
 
     #[test]
@@ -125,26 +334,149 @@ mod tests {
                 Some("bob@example.com"),
             ),
             ("<\"alice\"@example.com>", Some("alice@example.com")),
+            ("<\"all\\-staff\"@example.com>", Some("all-staff@example.com")),
             ("<\"john doe\"@example.com>", Some("\"john doe\"@example.com")),
             ("<\"a@b\"@example.com>", Some("\"a@b\"@example.com")),
             ("<user@[ipv6:2001:db8::1]>", Some("user@[IPv6:2001:db8::1]")),
+            ("<user@[192.0.2.1]>", Some("user@[192.0.2.1]")),
             ("<Postmaster>", Some("postmaster")),
+            ("all-staff", Some("all-staff")),
+            ("<all-staff@>", Some("all-staff")),
+            (
+                "victim%external.org@mx.example.com",
+                Some("victim%external.org@mx.example.com"),
+            ),
             ("<>", None),
             ("", None),
             ("< >", None),
         ];
         for (input, want) in cases {
-            assert_eq!(norm(input).as_deref(), *want, "{input}");
+            assert_eq!(norm(input), Ok(want.map(String::from)), "{input}");
         }
     }
 
     #[test]
+    fn invalid_syntax_is_refused() {
+        for bad in [
+            "x@elsewhere.example .example.com",
+            "x@elsewhere.example(x).example.com",
+            "<x@elsewhere.example>.example.com",
+            "x@elsewhere.example;@example.com",
+            "x@elsewhere.example#.example.com",
+            "x@..example.com",
+            "x@example.com..",
+            "@example.com",
+            "x@elsewhere.example,y@example.com",
+            "all-staff@example.com@example.com",
+            "all\\-staff@example.com",
+            "<all-staff@example.com",
+            "all-staff@example.com>",
+            "\"unterminated@example.com",
+            ".alice@example.com",
+            "alice.@example.com",
+            "al..ice@example.com",
+            "alice@-example.com",
+            "alice@exa mple.com",
+            "alice@[]",
+            "<@relay:>",
+            "<@bad route:alice@example.com>",
+            "\"a\"b\"@example.com",
+            "a\"b@example.com",
+            "alice@example.com\0",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn routing_operators() {
+        let routed = |s: &str| Address::parse(s).unwrap().unwrap();
+        for (input, targets) in [
+            ("victim%external.org@mx.example.com", vec!["victim@external.org"]),
+            ("external.org!victim@mx.example.com", vec!["victim@external.org"]),
+            (
+                "\"victim@external.org\"@mx.example.com",
+                vec!["victim@external.org"],
+            ),
+            ("a%b%c@x.example", vec!["a%b@c", "a@b"]),
+            ("example.com!all-staff", vec!["all-staff@example.com"]),
+            ("all-staff%example.com@example.com", vec!["all-staff@example.com"]),
+            (
+                "\"victim%external.org\"@mx.example.com",
+                vec!["victim@external.org"],
+            ),
+        ] {
+            let a = routed(input);
+            assert!(a.is_routed(), "{input}");
+            let got: Vec<String> = a.route_targets().iter().map(|t| t.to_string()).collect();
+            assert_eq!(got, targets, "{input}");
+        }
+        for plain in [
+            "alice@example.com",
+            "\"john doe\"@example.com",
+            "o'brien@example.com",
+            "all-staff",
+        ] {
+            let a = routed(plain);
+            assert!(!a.is_routed(), "{plain}");
+            assert!(a.route_targets().is_empty(), "{plain}");
+        }
+    }
+
+    #[test]
+    fn hops_are_bounded() {
+        let long = format!("{}@x.example", "a%".repeat(1000) + "b");
+        let a = Address::parse(&long).unwrap().unwrap();
+        assert_eq!(a.route_targets().len(), MAX_ROUTE_HOPS);
+    }
+
+    #[test]
+    fn extension_and_completion() {
+        let a = |s: &str| Address::parse(s).unwrap().unwrap();
+        assert_eq!(
+            a("all-staff+tag@example.com")
+                .without_extension("+")
+                .unwrap()
+                .to_string(),
+            "all-staff@example.com"
+        );
+        assert_eq!(
+            a("all-staff-x-y@example.com")
+                .without_extension("+-")
+                .unwrap()
+                .to_string(),
+            "all@example.com"
+        );
+        assert_eq!(a("+foo@example.com").without_extension("+"), None);
+        assert_eq!(a("alice@example.com").without_extension("+"), None);
+        assert_eq!(a("alice+x@example.com").without_extension(""), None);
+        assert_eq!(
+            a("all-staff").completed(Some("example.com")).to_string(),
+            "all-staff@example.com"
+        );
+        assert_eq!(
+            a("a@b.example").completed(Some("example.com")).to_string(),
+            "a@b.example"
+        );
+    }
+
+    #[test]
+    fn mta_view_never_becomes_local_by_accident() {
+        let v = Address::from_mta("victim@external.org");
+        assert_eq!(v.to_string(), "victim@external.org");
+        assert!(!v.is_routed());
+        let odd = Address::from_mta("x@a;@example.com");
+        assert!(odd.is_routed(), "{odd}");
+        let bad_domain = Address::from_mta("x@a b.example.com");
+        assert!(!bad_domain.has_valid_domain());
+        let bare_junk = Address::from_mta("a b");
+        assert_eq!(bare_junk.domain, "[invalid]");
+    }
+
+    #[test]
     fn postmaster() {
-        assert!(Address::parse("<POSTMASTER@example.com>")
-            .unwrap()
-            .is_postmaster());
-        assert!(!Address::parse("<postmaster2@example.com>")
-            .unwrap()
-            .is_postmaster());
+        let a = |s: &str| Address::parse(s).unwrap().unwrap();
+        assert!(a("<POSTMASTER@example.com>").is_postmaster());
+        assert!(!a("<postmaster2@example.com>").is_postmaster());
     }
 }

@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-pub use address::Address;
+pub use address::{Address, AddressError};
 pub use listener::{ListenerContext, ListenerMatch};
 pub use reply::{Replies, ReplyKind, ReplyTemplate};
-pub use rules::{evaluate_mail, evaluate_rcpt, evaluate_rcpt_with};
+pub use rules::{evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt, evaluate_rcpt_with, stricter};
 
 use crate::directory::{DirectoryUnavailable, ResolvedUser};
 
@@ -173,6 +173,7 @@ pub struct Policy {
     pub mode: Mode,
     pub on_directory_error: DirectoryErrorAction,
     pub local_domains: Vec<DomainPattern>,
+    pub addresses: AddressSettings,
     pub listeners: Vec<Listener>,
     /// Used when no other listener matches.
     pub default_listener: Option<Listener>,
@@ -180,10 +181,75 @@ pub struct Policy {
     pub replies: Replies,
 }
 
+/// How envelope addresses are completed and compared (`[addresses]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressSettings {
+    /// Completes a bare local part (`all-staff`, `all-staff@`) as the MTA does.
+    pub default_domain: Option<String>,
+    /// Characters that start an address extension (`+` for `user+tag`); empty: none.
+    pub recipient_delimiter: String,
+    /// Whether the MTA's own resolution of a recipient is judged too.
+    pub mta_view: MtaView,
+}
+
+impl Default for AddressSettings {
+    fn default() -> Self {
+        AddressSettings {
+            default_domain: None,
+            recipient_delimiter: String::new(),
+            mta_view: MtaView::Enforce,
+        }
+    }
+}
+
+/// What to do with the MTA's resolution of a recipient (`{rcpt_addr}`, `{rcpt_mailer}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtaView {
+    /// Judge it like the typed address; the stricter decision wins.
+    Enforce,
+    /// Judge it and log where it would decide differently, but decide by the typed address.
+    Log,
+}
+
 impl Policy {
-    /// A bare domain-less recipient (`<postmaster>`) is local: the MTA delivers it here.
+    /// Local: a valid, unrouted mailbox in a local domain. A bare local part
+    /// is local only when no default domain completes it (the MTA then
+    /// delivers it here); routed addresses are never local.
     pub fn is_local(&self, address: &Address) -> bool {
+        if address.is_routed() || !address.has_valid_domain() {
+            return false;
+        }
         address.domain.is_empty() || self.local_domains.iter().any(|p| p.matches(&address.domain))
+    }
+
+    /// Whether an address names one of our domains in any spelling an MTA
+    /// could deliver here: itself or any hop of its route, syntax aside.
+    /// For the spoofing check on claimed senders, where a wrong "yes" is
+    /// only a refusal of an anonymous claim.
+    pub fn claims_local_domain(&self, address: &Address) -> bool {
+        std::iter::once(address.clone())
+            .chain(address.route_targets())
+            .map(|a| a.completed(self.addresses.default_domain.as_deref()))
+            .any(|a| a.domain.is_empty() || self.local_domains.iter().any(|p| p.matches(&a.domain)))
+    }
+
+    /// Every spelling under which a restricted recipient could be meant by
+    /// `address`: itself, without its extension, and each hop of its route
+    /// (completed with the default domain), each without extension too.
+    pub fn restriction_keys(&self, address: &Address) -> Vec<Address> {
+        let delimiters = self.addresses.recipient_delimiter.as_str();
+        let mut keys: Vec<Address> = Vec::new();
+        let hops = std::iter::once(address.clone()).chain(address.route_targets());
+        for hop in hops.map(|a| a.completed(self.addresses.default_domain.as_deref())) {
+            let base = hop.without_extension(delimiters);
+            for k in std::iter::once(hop).chain(base) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
     }
 
     /// The listener for a session, most specific match first, else `default`.

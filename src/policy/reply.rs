@@ -21,12 +21,13 @@ pub enum ReplyKind {
     RecipientNotAuthorized,
     SendAsDenied,
     AnonymousLocalSender,
+    InvalidRecipient,
     DirectoryUnavailable,
     NoListener,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 10] = [
+    pub const ALL: [ReplyKind; 11] = [
         ReplyKind::AnonymousForbidden,
         ReplyKind::SubmitDenied,
         ReplyKind::RelayAnonymous,
@@ -35,6 +36,7 @@ impl ReplyKind {
         ReplyKind::RecipientNotAuthorized,
         ReplyKind::SendAsDenied,
         ReplyKind::AnonymousLocalSender,
+        ReplyKind::InvalidRecipient,
         ReplyKind::DirectoryUnavailable,
         ReplyKind::NoListener,
     ];
@@ -50,6 +52,7 @@ impl ReplyKind {
             ReplyKind::RecipientNotAuthorized => "recipient_not_authorized",
             ReplyKind::SendAsDenied => "send_as_denied",
             ReplyKind::AnonymousLocalSender => "anonymous_local_sender",
+            ReplyKind::InvalidRecipient => "invalid_recipient",
             ReplyKind::DirectoryUnavailable => "directory_unavailable",
             ReplyKind::NoListener => "no_listener",
         }
@@ -69,6 +72,7 @@ impl ReplyKind {
             ReplyKind::AnonymousLocalSender => {
                 "550 5.7.1 Anonymous client does not have permissions to send as this sender"
             }
+            ReplyKind::InvalidRecipient => "501 5.1.3 Bad recipient address syntax",
             ReplyKind::DirectoryUnavailable => "451 4.4.3 Directory server unavailable, try again later",
             ReplyKind::NoListener => "451 4.3.0 No policy for this listener, try again later",
         }

@@ -102,16 +102,30 @@ pub fn evaluate_rcpt_with(
     if policy.is_local(rcpt) && rcpt.is_postmaster() {
         return decision(Action::Accept, "postmaster", Vec::new());
     }
-    let restriction = match (policy.recipients.get(&rcpt.to_string()), stored) {
-        (Some(r), _) | (None, StoredRule::Rule(r)) => r,
-        (None, StoredRule::Unavailable) => {
+    // Every spelling that reaches a restricted recipient is restricted; when
+    // several rules apply (a routed form naming two), the strictest decides.
+    let configured: Vec<&RecipientRule> = policy
+        .restriction_keys(rcpt)
+        .iter()
+        .filter_map(|k| policy.recipients.get(&k.to_string()))
+        .collect();
+    if !configured.is_empty() {
+        return configured
+            .into_iter()
+            .map(|r| restricted(policy, r, listener_mode, subject, sender))
+            .reduce(stricter)
+            .expect("not empty");
+    }
+    let restriction = match stored {
+        StoredRule::Rule(r) => r,
+        StoredRule::Unavailable => {
             let d = match directory_error(policy, ReplyKind::RecipientNotAuthorized, "recipient_directory") {
                 Ok(()) => decision(Action::Accept, "recipient_directory", Vec::new()),
                 Err(d) => d,
             };
             return with_mode(d, listener_mode);
         }
-        (None, StoredRule::None) => {
+        StoredRule::None => {
             let rule = if policy.is_local(rcpt) {
                 "local_recipient"
             } else {
@@ -120,6 +134,54 @@ pub fn evaluate_rcpt_with(
             return decision(Action::Accept, rule, Vec::new());
         }
     };
+    restricted(policy, restriction, listener_mode, subject, sender)
+}
+
+/// Decide a RCPT whose argument is not an address: refused, never guessed
+/// at (the MTA could read it as another destination than we would).
+pub fn evaluate_invalid_rcpt(
+    policy: &Policy,
+    listener: &Listener,
+    subject: &Subject,
+    sender: Option<&Address>,
+) -> Decision {
+    let mail = evaluate_mail(policy, listener, subject, sender);
+    if mail.action != Action::Accept {
+        return mail;
+    }
+    with_mode(
+        reject(ReplyKind::InvalidRecipient, "recipient_syntax"),
+        listener.mode.unwrap_or(policy.mode),
+    )
+}
+
+/// The stricter of two decisions on one recipient (two views of it, or two
+/// restrictions that both apply): an enforced refusal beats a temporary
+/// one, which beats a monitored one, which beats an accept. On a tie the
+/// first wins.
+pub fn stricter(a: Decision, b: Decision) -> Decision {
+    fn rank(d: &Decision) -> u8 {
+        match (&d.action, d.monitored) {
+            (Action::Accept, _) => 0,
+            (_, true) => 1,
+            (Action::Tempfail(_), false) => 2,
+            (Action::Reject(_), false) => 3,
+        }
+    }
+    if rank(&b) > rank(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn restricted(
+    policy: &Policy,
+    restriction: &RecipientRule,
+    listener_mode: Mode,
+    subject: &Subject,
+    sender: Option<&Address>,
+) -> Decision {
     let mode = restriction.mode.unwrap_or(listener_mode);
     match restricted_recipient(policy, restriction, subject, sender) {
         Ok(d) | Err(d) => with_mode(d, mode),
@@ -182,7 +244,7 @@ fn anonymous_local_sender(
 ) -> RuleResult {
     if subject.kind == SubjectKind::Anonymous
         && listener.reject_anonymous_local_sender
-        && sender.is_some_and(|s| !s.domain.is_empty() && policy.is_local(s))
+        && sender.is_some_and(|s| policy.claims_local_domain(s))
     {
         return Err(reject(ReplyKind::AnonymousLocalSender, "anonymous_local_sender"));
     }
@@ -398,6 +460,11 @@ mod tests {
             mode: Mode::Enforce,
             on_directory_error: DirectoryErrorAction::Tempfail,
             local_domains: vec![DomainPattern::parse("example.com").unwrap()],
+            addresses: crate::policy::AddressSettings {
+                default_domain: Some("example.com".into()),
+                recipient_delimiter: "+".into(),
+                ..Default::default()
+            },
             listeners: vec![],
             default_listener: None,
             recipients: recipients
@@ -409,7 +476,7 @@ mod tests {
     }
 
     fn addr(s: &str) -> Address {
-        Address::parse(s).unwrap()
+        Address::parse(s).unwrap().unwrap()
     }
 
     fn groups(allow: &[&str], deny: &[&str]) -> GroupRule {
@@ -461,6 +528,145 @@ mod tests {
             evaluate_rcpt(&p, &l, &both, None, &ext).path,
             vec!["b", "Blocked"]
         );
+    }
+
+    /// Routed recipients are never local: they need relay permission,
+    /// whichever local domain they end in.
+    #[test]
+    fn routed_recipients_are_relaying() {
+        let mut p = policy(vec![]);
+        p.local_domains
+            .push(DomainPattern::parse(".example.com").unwrap());
+        let mut l = listener();
+        l.relay = groups(&[], &["Blocked"]);
+        let anon = Subject::anonymous();
+        let blocked = authenticated(user("b", &[], &["Blocked"]));
+        let relayer = authenticated(user("r", &[], &[]));
+        for rcpt in [
+            "victim%external.org@mx.example.com",
+            "external.org!victim@mx.example.com",
+            "\"victim@external.org\"@mx.example.com",
+            "\"victim%external.org\"@example.com",
+            "victim%external.org%mx.example.com@example.com",
+            "external.org!victim",
+            "victim%external.org",
+        ] {
+            let a = addr(rcpt).completed(Some("example.com"));
+            assert!(!p.is_local(&a), "{rcpt}");
+            let d = evaluate_rcpt(&p, &l, &anon, None, &a);
+            assert_eq!(d.action, Action::Reject(ReplyKind::RelayAnonymous), "{rcpt}");
+            let d = evaluate_rcpt(&p, &l, &blocked, None, &a);
+            assert_eq!(d.action, Action::Reject(ReplyKind::RelayDenied), "{rcpt}");
+            // A user allowed to relay still may (Postfix: permit_sasl_authenticated first).
+            let d = evaluate_rcpt(&p, &l, &relayer, None, &a);
+            assert_eq!((d.action, d.rule), (Action::Accept, "relay_allowed"), "{rcpt}");
+        }
+        // Controls: quoted local parts without routing characters stay local.
+        for rcpt in [
+            "\"john doe\"@example.com",
+            "o'brien@sub.example.com",
+            "alice@mx.example.com",
+        ] {
+            let d = evaluate_rcpt(&p, &l, &anon, None, &addr(rcpt));
+            assert_eq!((d.action, d.rule), (Action::Accept, "local_recipient"), "{rcpt}");
+        }
+    }
+
+    /// A restricted list is restricted under every spelling that reaches it.
+    #[test]
+    fn restricted_list_under_every_spelling() {
+        let list = RecipientRule {
+            address: addr("all-staff@example.com"),
+            require_authenticated: true,
+            accept_from: vec![],
+            reject_from: vec![SenderRef::Group("Banned".into())],
+            mode: None,
+        };
+        let p = policy(vec![list]);
+        let l = listener();
+        let anon = Subject::anonymous();
+        let banned = authenticated(user("b", &[], &["Banned"]));
+        let member = authenticated(user("m", &[], &[]));
+        for rcpt in [
+            "all-staff@example.com",
+            "ALL-Staff@Example.COM.",
+            "all-staff",
+            "<all-staff>",
+            "all-staff@",
+            "all-staff+tag@example.com",
+            "all-staff+@example.com",
+            "\"all-staff\"@example.com",
+            "\"all\\-staff\"@example.com",
+            "all-staff%example.com@example.com",
+            "example.com!all-staff",
+            "example.com!all-staff@example.com",
+            "\"all-staff@example.com\"@example.com",
+            "all-staff+x%example.com@example.com",
+        ] {
+            let a = addr(rcpt).completed(Some("example.com"));
+            let d = evaluate_rcpt(&p, &l, &anon, None, &a);
+            assert!(!d.lets_through(), "anonymous to {rcpt}: {d:?}");
+            let d = evaluate_rcpt(&p, &l, &banned, None, &a);
+            assert!(!d.lets_through(), "banned to {rcpt}: {d:?}");
+            let d = evaluate_rcpt(&p, &l, &member, None, &a);
+            assert!(d.lets_through(), "member to {rcpt}: {d:?}");
+        }
+        // Another mailbox that only looks alike is not restricted.
+        for rcpt in [
+            "all-staffs@example.com",
+            "all@example.com",
+            "all-staff@elsewhere.example",
+        ] {
+            let a = addr(rcpt);
+            let d = evaluate_rcpt(&p, &l, &member, None, &a);
+            assert!(d.lets_through(), "{rcpt}");
+            let d = evaluate_rcpt(&p, &l, &anon, None, &a);
+            assert_ne!(d.rule, "recipient_require_authenticated", "{rcpt}");
+        }
+    }
+
+    #[test]
+    fn stricter_of_two_decisions() {
+        let acc = decision(Action::Accept, "a", vec![]);
+        let tmp = decision(Action::Tempfail(ReplyKind::DirectoryUnavailable), "t", vec![]);
+        let rej = reject(ReplyKind::RelayAnonymous, "r");
+        let mut mon = reject(ReplyKind::RelayAnonymous, "m");
+        mon.monitored = true;
+        assert_eq!(stricter(acc.clone(), rej.clone()).rule, "r");
+        assert_eq!(stricter(rej.clone(), tmp.clone()).rule, "r");
+        assert_eq!(stricter(tmp.clone(), mon.clone()).rule, "t");
+        assert_eq!(stricter(mon.clone(), acc.clone()).rule, "m");
+        assert_eq!(stricter(acc.clone(), acc).rule, "a");
+    }
+
+    /// Anonymous senders naming one of our domains in any spelling the MTA
+    /// completes or routes are the spoofing case.
+    #[test]
+    fn anonymous_local_sender_spellings() {
+        let p = policy(vec![]);
+        let mut l = listener();
+        l.reject_anonymous_local_sender = true;
+        let anon = Subject::anonymous();
+        let sender = |s: &str| match Address::parse(s) {
+            Ok(a) => a.map(|a| a.completed(Some("example.com"))),
+            Err(_) => Some(Address::from_mta(s)),
+        };
+        for from in [
+            "alice",
+            "<alice@>",
+            "alice@example.com",
+            "Alice@EXAMPLE.com.",
+            "alice%example.com@partner.example",
+            "example.com!alice",
+            "x@partner.example;@example.com",
+        ] {
+            let d = evaluate_mail(&p, &l, &anon, sender(from).as_ref());
+            assert_eq!(d.rule, "anonymous_local_sender", "{from}");
+        }
+        for from in ["x@partner.example", "<>", "x@sub.example.com"] {
+            let d = evaluate_mail(&p, &l, &anon, sender(from).as_ref());
+            assert_eq!(d.rule, "mail_accepted", "{from}");
+        }
     }
 
     #[test]
@@ -593,7 +799,7 @@ mod tests {
             ),
         ];
         for (i, (s, from, action, rule)) in cases.into_iter().enumerate() {
-            let from = Address::parse(from);
+            let from = Address::parse(from).unwrap();
             let d = evaluate_rcpt(&p, &l, s, from.as_ref(), &rcpt);
             assert_eq!((d.action, d.rule), (action, rule), "case {i}");
         }

@@ -108,6 +108,7 @@ pf_write_config() {
     mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF_DATA" "$PF_MAIL"
     chown postfix "$PF_DATA"
     chown nobody:nogroup "$PF_MAIL"
+    printf 'all-staff: all-staff@example.com\npostmaster: postmaster@example.com\n' >"$PF_CONF/aliases"
     : >"$PF_CONF/vmailbox"
     for u in "${E2E_USERS[@]}" all-staff postmaster; do
         printf '%s@example.com example.com/%s/\n' "$u" "$u" >>"$PF_CONF/vmailbox"
@@ -122,12 +123,16 @@ maillog_file = $PF_DIR/maillog
 maillog_file_prefixes = $E2E_ROOT
 myhostname = $E2E_HOSTNAME
 mydomain = gatehouse-e2e.test
-myorigin = \$myhostname
-mydestination =
+# The MTA's own name under gatehouse's local pattern ".example.com", in
+# mydestination as Postfix's default has it, and bare addresses completed
+# into the list's domain: the set-up routed addresses were found through.
+myorigin = example.com
+mydestination = mx.example.com
+recipient_delimiter = +
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.1/32
-alias_maps =
+alias_maps = texthash:$PF_CONF/aliases
 alias_database =
 local_recipient_maps =
 biff = no
@@ -237,6 +242,9 @@ maildir_has() {
     [ -d "$dir" ] && grep -rqxF "X-E2E-Case: $2" "$dir"
 }
 
+# pf_delivered MARKER: the message of case MARKER is in any local maildir.
+pf_delivered() { grep -rqxF "X-E2E-Case: $1" "$PF_MAIL"; }
+
 # Wait until Postfix has delivered (or bounced) everything it queued.
 pf_settle() { wait_until 15 pf_queue_empty; }
 
@@ -343,6 +351,9 @@ postfix_suite() {
     check_not "postfix-submission-contractor-to-list: not delivered" \
         maildir_has all-staff postfix-submission-contractor-to-list
 
+    # --- addresses as Postfix rewrites them (tests/e2e/addresses.sh) ----
+    address_battery postfix "$bh" "$sub" pf_settle pf_delivered
+
     # --- directory down ------------------------------------------------
     # dave was never looked up; alice's entry expires (ttl 2s) and then
     # stops being served stale (stale_if_error 2s).
@@ -409,6 +420,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -uo pipefail
     # shellcheck source=tests/e2e/lib.sh
     . "$(dirname "$0")/lib.sh"
+    # shellcheck source=tests/e2e/addresses.sh
+    . "$(dirname "$0")/addresses.sh"
     e2e_enter_sandbox "$@"
     e2e_setup
     e2e_start_shared

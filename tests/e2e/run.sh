@@ -24,6 +24,8 @@ e2e_setup
 started=$SECONDS
 e2e_start_shared
 
+# shellcheck source=tests/e2e/addresses.sh
+. "$here/addresses.sh"
 # shellcheck source=tests/e2e/postfix.sh
 . "$here/postfix.sh"
 postfix_suite

@@ -205,6 +205,8 @@ include(\`$SM_DIR/gatehouse.mc')dnl
 dnl ---
 LOCAL_CONFIG
 ESASL_CONF_PATH=$SM_DIR/sasl
+dnl The MTA's own name under gatehouse's local pattern ".example.com".
+Cwmx.example.com
 MAILER_DEFINITIONS
 Mstore, P=$SM_DIR/store.sh, F=lsDFMS, S=EnvFromSMTP/HdrFromSMTP, R=EnvToSMTP, T=DNS/RFC822/X-Unix, A=store.sh \$u
 LOCAL_RULE_0
@@ -293,6 +295,9 @@ store_has() {
     local dir=$SM_STORE/$1
     [ -d "$dir" ] && grep -rqxF "X-E2E-Case: $2" "$dir"
 }
+
+# sm_delivered MARKER: the message of case MARKER was delivered locally.
+sm_delivered() { grep -rqxF "X-E2E-Case: $1" "$SM_STORE"; }
 
 # No message waits in the queue (all delivered at once, interactive mode).
 sm_queue_empty() { [ -z "$(find "$SM_DIR/queue" -name 'qf*' -print -quit)" ]; }
@@ -413,6 +418,9 @@ sendmail_suite() {
     check_not "sendmail-submission-contractor-to-list: not delivered" \
         store_has all-staff@example.com sendmail-submission-contractor-to-list
 
+    # --- addresses as Sendmail rewrites them (tests/e2e/addresses.sh) ---
+    address_battery sendmail "$bh" "$sub" sm_queue_empty sm_delivered
+
     # --- gatehouse down (F=T) -------------------------------------------
     stop_gatehouse
     n=sendmail-gatehouse-down-anonymous
@@ -453,6 +461,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     fi
     # shellcheck source=tests/e2e/lib.sh
     . "$(dirname "$0")/lib.sh"
+    # shellcheck source=tests/e2e/addresses.sh
+    . "$(dirname "$0")/addresses.sh"
     e2e_enter_sandbox "$@"
     e2e_setup
     e2e_start_shared
