@@ -225,7 +225,7 @@ fn listener_context<'a>(facts: &'a Facts<'a>, daemon_name: Option<&'a str>) -> L
 pub enum Stored {
     None,
     Rule(RecipientRule),
-    Unavailable,
+    Unavailable(crate::directory::Fault),
 }
 
 impl Stored {
@@ -233,7 +233,7 @@ impl Stored {
         match self {
             Stored::None => StoredRule::None,
             Stored::Rule(r) => StoredRule::Rule(r),
-            Stored::Unavailable => StoredRule::Unavailable,
+            Stored::Unavailable(f) => StoredRule::Unavailable(*f),
         }
     }
 }
@@ -264,7 +264,7 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
                     found = Stored::Rule(RecipientRule::from_stored(key, &s));
                 }
             }
-            Err(_) => return Stored::Unavailable,
+            Err(e) => return Stored::Unavailable(e.1),
         }
     }
     found

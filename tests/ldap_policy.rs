@@ -304,3 +304,40 @@ async fn restrictions_stored_on_the_recipient_entry() {
         "continue"
     );
 }
+
+/// Two entries for one login is not an outage: with on_directory_error =
+/// "accept" it must still be a tempfail, never an accept (fail closed), and
+/// the log says it as an error.
+#[tokio::test]
+async fn an_ambiguous_entry_is_a_tempfail_even_when_outages_accept() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let text = ldap_example_config(&listen, &slapd, "")
+        .replace(
+            "timeout = \"1s\"\n",
+            "timeout = \"1s\"\nuser_filter = \"(&(objectClass=inetOrgPerson)(|(uid={login})(uid=bob)))\"\n",
+        )
+        .replace(
+            "on_directory_error = \"tempfail\"",
+            "on_directory_error = \"accept\"",
+        );
+    assert!(text.contains("on_directory_error = \"accept\"") && text.contains("(uid=bob)"));
+    let g = Gatehouse::start_with(&text, &listen);
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    // carol is in no submit group: were the fault read as an outage, "accept"
+    // would let her submit and relay.
+    let (mail, _) = submit(&mut c, "carol", "carol@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!(mail, "451 4.4.3 Directory server unavailable, try again later");
+    // bob alone is unambiguous and decided normally (Contractors: no relay).
+    let (mail, rcpts) = submit(&mut c, "bob", "bob@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!(mail, "continue");
+    assert_eq!(
+        rcpts[0],
+        "550 5.7.1 <x@elsewhere.example>: Not permitted to relay"
+    );
+    let log = g.wait_for_log("no usable answer", Duration::from_secs(5));
+    assert!(log.contains("refusing to guess"), "{log}");
+}

@@ -83,6 +83,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             m.max_packet_size
         )));
     }
+    if !(1024..=m.max_packet_size).contains(&m.max_macro_bytes) {
+        return Err(err(format!(
+            "milter.max_macro_bytes = {} is outside 1024..=max_packet_size ({})",
+            m.max_macro_bytes, m.max_packet_size
+        )));
+    }
     let socket_mode = u32::from_str_radix(m.socket_mode.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
@@ -105,6 +111,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         idle_timeout: m.idle_timeout.0,
         shutdown_timeout: m.shutdown_timeout.0,
         max_packet_size: m.max_packet_size,
+        max_macro_bytes: m.max_macro_bytes,
     };
 
     // [directory]

@@ -119,6 +119,7 @@ pub struct RawMilter {
     pub idle_timeout: Dur,
     pub shutdown_timeout: Dur,
     pub max_packet_size: usize,
+    pub max_macro_bytes: usize,
     pub on_directory_error: DirectoryErrorAction,
     pub mode: Mode,
 }
@@ -134,6 +135,7 @@ impl Default for RawMilter {
             idle_timeout: Dur(Duration::from_secs(300)),
             shutdown_timeout: Dur(Duration::from_secs(30)),
             max_packet_size: 1 << 20,
+            max_macro_bytes: crate::milter::session::DEFAULT_MACRO_BUDGET,
             on_directory_error: DirectoryErrorAction::Tempfail,
             mode: Mode::Enforce,
         }

@@ -175,10 +175,13 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
         match result {
             Ok(v) => (Ok(v), Source::Directory),
+            // Stale answers bridge outages only: after an unusable answer the
+            // old entry may be exactly what changed.
             Err(e) => match cached {
                 Some(old)
-                    if now.saturating_duration_since(old.fetched)
-                        < self.lifetime(&old) + self.settings.stale_if_error =>
+                    if !e.is_permanent()
+                        && now.saturating_duration_since(old.fetched)
+                            < self.lifetime(&old) + self.settings.stale_if_error =>
                 {
                     self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
                     (Ok(old.value), Source::Stale)
@@ -279,7 +282,7 @@ mod tests {
     async fn errors_are_not_cached_and_stale_is_served_within_bounds() {
         let c: Cache<String> = Cache::new(settings());
         let k = "alice".to_string();
-        let down = || async { Err(DirectoryUnavailable("down".into())) };
+        let down = || async { Err(DirectoryUnavailable::outage("down")) };
         // Error with nothing cached: unavailable, and nothing stored.
         let (r, _) = c.get_or_fetch(&k, Instant::now(), down).await;
         assert!(r.is_err());

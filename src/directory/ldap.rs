@@ -129,7 +129,18 @@ pub struct LdapBackend {
 }
 
 fn unavailable(msg: impl Into<String>) -> DirectoryUnavailable {
-    DirectoryUnavailable(msg.into())
+    DirectoryUnavailable::outage(msg)
+}
+
+/// The server answered, but nothing safe follows from the answer.
+fn unusable(msg: impl Into<String>) -> DirectoryUnavailable {
+    DirectoryUnavailable::permanent(msg)
+}
+
+/// LDAP result codes that say "later" (timeLimitExceeded, busy,
+/// unavailable, other); every other failure code is the same next time.
+fn rc_is_transient(rc: u32) -> bool {
+    matches!(rc, 3 | 51 | 52 | 80)
 }
 
 impl LdapBackend {
@@ -327,10 +338,14 @@ impl LdapBackend {
             match res.rc {
                 0 => Ok(out),
                 32 => Ok(Vec::new()), // noSuchObject: the base (e.g. a deleted group) is gone
-                rc => Err(SearchError::Fatal(unavailable(format!(
-                    "search {filter} under {base}: rc={rc} {}",
-                    res.text
-                )))),
+                rc => {
+                    let msg = format!("search {filter} under {base}: rc={rc} {}", res.text);
+                    Err(SearchError::Fatal(if rc_is_transient(rc) {
+                        unavailable(msg)
+                    } else {
+                        unusable(msg)
+                    }))
+                }
             }
         };
         tokio::time::timeout(t * 2, run).await.unwrap_or_else(|_| {
@@ -388,9 +403,7 @@ impl LdapBackend {
         match entries.len() {
             0 => Ok(None),
             1 => Ok(entries.pop()),
-            n => Err(unavailable(format!(
-                "{n} entries own {address}: refusing to guess"
-            ))),
+            n => Err(unusable(format!("{n} entries own {address}: refusing to guess"))),
         }
     }
 
@@ -414,7 +427,7 @@ impl LdapBackend {
                 let entry = entries.into_iter().next().expect("one entry");
                 Ok(Some(self.user_entry(entry).await?))
             }
-            n => Err(unavailable(format!(
+            n => Err(unusable(format!(
                 "{n} entries match {filter}: refusing to guess which user this is"
             ))),
         }
@@ -447,7 +460,7 @@ impl LdapBackend {
         while let Some(low) = next {
             rounds += 1;
             if rounds > 1000 {
-                return Err(unavailable(format!("{name} of {}: too many ranges", e.dn)));
+                return Err(unusable(format!("{name} of {}: too many ranges", e.dn)));
             }
             let wanted = format!("{name};range={low}-*");
             let page = self
@@ -618,7 +631,7 @@ enum SearchError {
 /// bring gatehouse down, so a panic here becomes "directory unavailable".
 fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavailable> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry)))
-        .map_err(|_| unavailable("malformed entry in a directory answer"))
+        .map_err(|_| unusable("malformed entry in a directory answer"))
 }
 
 /// Attribute values, by case-insensitive attribute name.

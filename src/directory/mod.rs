@@ -82,11 +82,46 @@ pub struct ResolvedUser {
     pub groups: Memberships,
 }
 
-/// The directory could not answer (server down, timeout). Never to be read as
-/// "unknown user" or "not a member".
+/// The directory could not answer, or answered with something unusable.
+/// Never to be read as "unknown user" or "not a member".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("directory unavailable: {0}")]
-pub struct DirectoryUnavailable(pub String);
+#[error("{kind}: {msg}", kind = .1.describe(), msg = .0)]
+pub struct DirectoryUnavailable(pub String, pub Fault);
+
+/// Whether waiting can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Server down, slow, busy: retry, serve stale, follow `on_directory_error`.
+    Outage,
+    /// The server answered, but no safe decision follows from it (two entries
+    /// for one login, a refused search, a malformed entry): a tempfail
+    /// whatever `on_directory_error` says, never an accept, and logged as an
+    /// error for the admin to fix.
+    Permanent,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::Outage => "directory unavailable",
+            Fault::Permanent => "directory answer unusable",
+        }
+    }
+}
+
+impl DirectoryUnavailable {
+    pub fn outage(msg: impl Into<String>) -> Self {
+        DirectoryUnavailable(msg.into(), Fault::Outage)
+    }
+
+    pub fn permanent(msg: impl Into<String>) -> Self {
+        DirectoryUnavailable(msg.into(), Fault::Permanent)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.1 == Fault::Permanent
+    }
+}
 
 /// The directory of one configuration generation.
 pub enum Directory {
@@ -150,8 +185,12 @@ impl CachedLdap {
             Ok(Some(Arc::new(ResolvedUser { entry, groups })))
         };
         let result = self.cache.get_or_fetch(&key, Instant::now(), fetch).await;
-        if let Err(e) = &result.0 {
-            tracing::warn!(key = %key, error = %e, "directory lookup failed");
+        match &result.0 {
+            Err(e) if e.is_permanent() => {
+                tracing::error!(key = %key, error = %e, "directory lookup gave no usable answer: answered tempfail until fixed")
+            }
+            Err(e) => tracing::warn!(key = %key, error = %e, "directory lookup failed"),
+            Ok(_) => {}
         }
         result
     }

@@ -230,10 +230,8 @@ pub fn parse_command(letter: u8, mut payload: Bytes) -> Result<Command, FrameErr
             if payload.is_empty() {
                 return Err(malformed(letter, "no stage letter"));
             }
-            // Macros outlive the read buffer (connect macros last the whole
-            // session): give them their own small allocation so they do not
-            // pin the connection's buffer.
-            let mut payload = Bytes::copy_from_slice(&payload);
+            // The session keeps only the macros it asked for, copied out of
+            // the read buffer (connection.rs); nothing here outlives it.
             let stage = payload.get_u8();
             let strings = split_strings(letter, payload)?;
             if strings.len() % 2 != 0 {
@@ -512,8 +510,20 @@ fn take_str(letter: u8, payload: &mut Bytes, reason: &'static str) -> Result<Byt
 }
 
 /// The whole payload is a sequence of NUL-terminated strings (possibly none).
+/// NUL-terminated strings in one packet, at most [`MAX_STRINGS`]: each costs
+/// a handle of 32 bytes, so an unbounded count would let one packet of empty
+/// strings cost 16 times its size. Real MTAs send a few dozen.
+pub const MAX_STRINGS: usize = 1024;
+
 fn split_strings(letter: u8, mut payload: Bytes) -> Result<Vec<Bytes>, FrameError> {
-    let mut out = Vec::new();
+    let count = payload.iter().filter(|b| **b == 0).count();
+    if count > MAX_STRINGS {
+        return Err(malformed(
+            letter,
+            "more than 1024 strings (macros or arguments) in one packet",
+        ));
+    }
+    let mut out = Vec::with_capacity(count);
     while !payload.is_empty() {
         out.push(take_str(letter, &mut payload, "string without NUL")?);
     }

@@ -55,7 +55,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Next whole packet as (command letter, payload); `None` on a clean end of
     /// stream between packets. Pending writes are flushed before waiting for input.
+    ///
+    /// `idle_timeout` bounds the wait for the whole packet, not each read: a
+    /// peer that trickles one byte at a time is closed all the same.
     pub async fn read_packet(&mut self) -> Result<Option<(u8, Bytes)>, ConnectionError> {
+        let mut deadline = None;
         loop {
             if let Some(packet) = split_packet(&mut self.read, self.max_packet)? {
                 return Ok(Some(packet));
@@ -64,9 +68,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let want = missing_bytes(&self.read).clamp(INITIAL_READ, READ_STEP);
             self.read.reserve(want);
             let n = match self.idle_timeout {
-                Some(t) => tokio::time::timeout(t, self.stream.read_buf(&mut self.read))
-                    .await
-                    .map_err(|_| ConnectionError::Idle(t))??,
+                Some(t) => {
+                    // Started after the flush: the peer's time begins once it has our reply.
+                    let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + t);
+                    tokio::time::timeout_at(at, self.stream.read_buf(&mut self.read))
+                        .await
+                        .map_err(|_| ConnectionError::Idle(t))??
+                }
                 None => self.stream.read_buf(&mut self.read).await?,
             };
             if n == 0 {

@@ -26,7 +26,7 @@ fn slot(stage: u8) -> Option<usize> {
 }
 
 /// `x` and `{x}` name the same macro.
-fn bare(name: &[u8]) -> &[u8] {
+pub(crate) fn bare(name: &[u8]) -> &[u8] {
     match name {
         [b'{', inner @ .., b'}'] => inner,
         other => other,
@@ -63,6 +63,11 @@ impl MacroStore {
         if let Some(i) = slot(stage) {
             self.slots[i].clear();
         }
+    }
+
+    /// Bytes of names and values held.
+    pub fn bytes(&self) -> usize {
+        self.slots.iter().flatten().map(|(n, v)| n.len() + v.len()).sum()
     }
 
     pub fn clear(&mut self) {

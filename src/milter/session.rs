@@ -133,7 +133,13 @@ pub enum SessionError {
     SecondNegotiation,
     #[error(transparent)]
     Negotiation(#[from] super::negotiate::NegotiationError),
+    #[error("the MTA's macros and sender on this connection exceed {0} bytes")]
+    MacroBudget(usize),
 }
+
+/// Default for the bytes of macros (and the MAIL sender) one connection may
+/// keep: real MTAs send a few hundred.
+pub const DEFAULT_MACRO_BUDGET: usize = 64 * 1024;
 
 struct Transaction<T> {
     mail: Vec<Bytes>,
@@ -146,21 +152,76 @@ pub struct Session<H: Handler> {
     peer: String,
     negotiated: Option<Negotiated>,
     macros: MacroStore,
+    /// Names of the macros the handler reads (bare, without braces): the
+    /// only ones kept, so memory and lookup cost do not grow with what the
+    /// MTA sends.
+    wanted: Vec<Bytes>,
+    macro_budget: usize,
     client: Option<ClientInfo>,
     transaction: Option<Transaction<H::Transaction>>,
 }
 
+/// The bare macro names of a request (`{auth_authen}` → `auth_authen`).
+fn wanted_names(request: &MacroRequest) -> Vec<Bytes> {
+    let mut names: Vec<Bytes> = request
+        .lists
+        .iter()
+        .flat_map(|(_, list)| list.split([' ', ',']))
+        .filter(|n| !n.is_empty())
+        .map(|n| Bytes::copy_from_slice(super::macros::bare(n.as_bytes())))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 impl<H: Handler> Session<H> {
     pub fn new(handler: Arc<H>, socket: Arc<str>, peer: String) -> Self {
+        let wanted = wanted_names(&handler.macro_request());
         Session {
             handler,
             socket,
             peer,
             negotiated: None,
             macros: MacroStore::default(),
+            wanted,
+            macro_budget: DEFAULT_MACRO_BUDGET,
             client: None,
             transaction: None,
         }
+    }
+
+    /// Bytes of macros and sender this connection may keep at once.
+    pub fn with_macro_budget(mut self, bytes: usize) -> Self {
+        self.macro_budget = bytes;
+        self
+    }
+
+    /// Keep the wanted macros of one `D` packet, each once (the last value
+    /// wins), in allocations of their own so the read buffer is not pinned.
+    fn store_macros(&mut self, stage: u8, macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
+        let mut kept: Vec<(Bytes, Bytes)> = Vec::new();
+        for (name, value) in macros {
+            let bare = super::macros::bare(&name);
+            if self.wanted.iter().all(|w| w[..] != *bare) {
+                continue;
+            }
+            kept.retain(|(n, _)| super::macros::bare(n) != bare);
+            kept.push((Bytes::copy_from_slice(&name), Bytes::copy_from_slice(&value)));
+        }
+        self.macros.set(stage, kept);
+        self.check_budget()
+    }
+
+    fn check_budget(&self) -> Result<(), SessionError> {
+        let sender = self
+            .transaction
+            .as_ref()
+            .map_or(0, |t| t.mail.iter().map(|a| a.len()).sum());
+        if self.macros.bytes() + sender > self.macro_budget {
+            return Err(SessionError::MacroBudget(self.macro_budget));
+        }
+        Ok(())
     }
 
     pub fn negotiated(&self) -> Option<Negotiated> {
@@ -193,7 +254,7 @@ impl<H: Handler> Session<H> {
         let verdict = match command {
             Command::OptNeg(_) => unreachable!("handled above"),
             Command::Macro { stage, macros } => {
-                self.macros.set(stage, macros);
+                self.store_macros(stage, macros)?;
                 return Ok(Step::Silent);
             }
             Command::Connect { hostname, address } => {
@@ -221,7 +282,14 @@ impl<H: Handler> Session<H> {
                     self.handler.mail(&facts).await
                 };
                 if verdict == Verdict::Continue {
-                    self.transaction = Some(Transaction { mail: argv, state });
+                    // Only the sender is read later: keep it alone, out of the read buffer.
+                    let mail = argv
+                        .first()
+                        .map(|a| Bytes::copy_from_slice(a))
+                        .into_iter()
+                        .collect();
+                    self.transaction = Some(Transaction { mail, state });
+                    self.check_budget()?;
                 }
                 verdict
             }

@@ -127,8 +127,9 @@ pub enum StoredRule<'a> {
     /// None stored (or the feature is off).
     None,
     Rule(&'a RecipientRule),
-    /// The directory could not say: `on_directory_error` decides.
-    Unavailable,
+    /// The directory could not say: `on_directory_error` decides an outage,
+    /// an unusable answer is a tempfail.
+    Unavailable(crate::directory::Fault),
 }
 
 /// `example.com` (exactly) or `.example.com` (every subdomain).

@@ -8,7 +8,7 @@ use super::{
     Action, Address, Decision, DirectoryErrorAction, GroupRule, Listener, Mode, Policy, RecipientRule,
 };
 use super::{ReplyKind, SenderRef, StoredRule, Subject, SubjectKind};
-use crate::directory::ResolvedUser;
+use crate::directory::{Fault, ResolvedUser};
 
 /// Outcome of one rule: pass (go on), or a decision.
 type RuleResult = Result<(), Decision>;
@@ -26,9 +26,15 @@ fn reject(kind: ReplyKind, rule: &'static str) -> Decision {
     decision(Action::Reject(kind), rule, Vec::new())
 }
 
-/// The directory could not answer for a rule that needs it.
-fn directory_error(policy: &Policy, kind: ReplyKind, rule: &'static str) -> RuleResult {
-    match policy.on_directory_error {
+/// The directory could not answer for a rule that needs it. An outage
+/// follows `on_directory_error`; an unusable answer (`Fault::Permanent`) is
+/// always a tempfail: never a guess in either direction.
+fn directory_error(policy: &Policy, fault: Fault, kind: ReplyKind, rule: &'static str) -> RuleResult {
+    let action = match fault {
+        Fault::Permanent => DirectoryErrorAction::Tempfail,
+        Fault::Outage => policy.on_directory_error,
+    };
+    match action {
         DirectoryErrorAction::Tempfail => Err(decision(
             Action::Tempfail(ReplyKind::DirectoryUnavailable),
             rule,
@@ -118,8 +124,13 @@ pub fn evaluate_rcpt_with(
     }
     let restriction = match stored {
         StoredRule::Rule(r) => r,
-        StoredRule::Unavailable => {
-            let d = match directory_error(policy, ReplyKind::RecipientNotAuthorized, "recipient_directory") {
+        StoredRule::Unavailable(fault) => {
+            let d = match directory_error(
+                policy,
+                fault,
+                ReplyKind::RecipientNotAuthorized,
+                "recipient_directory",
+            ) {
                 Ok(()) => decision(Action::Accept, "recipient_directory", Vec::new()),
                 Err(d) => d,
             };
@@ -229,7 +240,7 @@ fn send_as(policy: &Policy, listener: &Listener, subject: &Subject, sender: Opti
         return Ok(());
     }
     match &subject.user {
-        Err(_) => directory_error(policy, ReplyKind::SendAsDenied, "send_as"),
+        Err(e) => directory_error(policy, e.1, ReplyKind::SendAsDenied, "send_as"),
         Ok(Some(user)) if user.entry.addresses.contains(&wanted) => Ok(()),
         Ok(_) => Err(reject(ReplyKind::SendAsDenied, "send_as")),
     }
@@ -282,7 +293,7 @@ fn group_permission(
     name: &'static str,
 ) -> RuleResult {
     let user = match &subject.user {
-        Err(_) => return directory_error(policy, kind, name),
+        Err(e) => return directory_error(policy, e.1, kind, name),
         Ok(u) => u.as_ref(),
     };
     let member_path = |group: &String| user.and_then(|u| u.groups.path_to(group)).map(|p| p.to_vec());
@@ -311,15 +322,20 @@ fn restricted_recipient(
     }
     let user = match &subject.user {
         Ok(u) => u.as_ref(),
-        Err(_) => {
+        Err(e) => {
             let needs_directory = r
                 .accept_from
                 .iter()
                 .chain(&r.reject_from)
                 .any(|s| !matches!(s, SenderRef::Sender(_)));
             if needs_directory {
-                return directory_error(policy, ReplyKind::RecipientNotAuthorized, "recipient_restriction")
-                    .map(|()| decision(Action::Accept, "recipient_restriction", Vec::new()));
+                return directory_error(
+                    policy,
+                    e.1,
+                    ReplyKind::RecipientNotAuthorized,
+                    "recipient_restriction",
+                )
+                .map(|()| decision(Action::Accept, "recipient_restriction", Vec::new()));
             }
             None
         }
@@ -436,7 +452,7 @@ mod tests {
         Subject {
             kind,
             login: Some("x".into()),
-            user: Err(DirectoryUnavailable("down".into())),
+            user: Err(DirectoryUnavailable::outage("down")),
         }
     }
 
@@ -840,6 +856,53 @@ mod tests {
         );
     }
 
+    /// An unusable directory answer (two entries for one login, a refused
+    /// search) is a tempfail whatever on_directory_error says.
+    #[test]
+    fn permanent_directory_faults_never_accept() {
+        let list = RecipientRule {
+            address: addr("all@example.com"),
+            require_authenticated: false,
+            accept_from: vec![SenderRef::Group("Staff".into())],
+            reject_from: vec![],
+            mode: None,
+        };
+        let broken = Subject {
+            kind: SubjectKind::Authenticated,
+            login: Some("x".into()),
+            user: Err(DirectoryUnavailable::permanent("2 entries match")),
+        };
+        let mut l = listener();
+        l.relay = groups(&["Relayers"], &[]);
+        l.submit = groups(&["Senders"], &[]);
+        let tempfail = Action::Tempfail(ReplyKind::DirectoryUnavailable);
+        for action in [
+            DirectoryErrorAction::Tempfail,
+            DirectoryErrorAction::Accept,
+            DirectoryErrorAction::Reject,
+        ] {
+            let mut p = policy(vec![list.clone()]);
+            p.on_directory_error = action;
+            assert_eq!(
+                evaluate_mail(&p, &l, &broken, None).action,
+                tempfail,
+                "{action:?}"
+            );
+            let open = listener();
+            let d = evaluate_rcpt(&p, &open, &broken, None, &addr("all@example.com"));
+            assert_eq!(d.action, tempfail, "{action:?}");
+            let d = evaluate_rcpt_with(
+                &p,
+                &open,
+                &Subject::anonymous(),
+                None,
+                &addr("bob@example.com"),
+                StoredRule::Unavailable(Fault::Permanent),
+            );
+            assert_eq!(d.action, tempfail, "{action:?}");
+        }
+    }
+
     #[test]
     fn directory_errors_follow_on_directory_error() {
         let list = RecipientRule {
@@ -964,7 +1027,7 @@ mod tests {
         );
         assert_eq!(with(&eve, StoredRule::None), Action::Accept);
         assert_eq!(
-            with(&eve, StoredRule::Unavailable),
+            with(&eve, StoredRule::Unavailable(Fault::Outage)),
             Action::Tempfail(ReplyKind::DirectoryUnavailable)
         );
         // A [[recipient]] of the configuration wins over what is stored.
@@ -975,7 +1038,7 @@ mod tests {
         let p = policy(vec![configured]);
         let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Rule(&stored));
         assert_eq!((d.action, d.rule), (Action::Accept, "recipient_open"));
-        let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Unavailable);
+        let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Unavailable(Fault::Outage));
         assert_eq!(
             d.action,
             Action::Accept,

@@ -31,6 +31,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_packet_size: usize,
+    /// Bytes of macros (and sender) one connection may keep.
+    pub max_macro_bytes: usize,
 }
 
 enum BoundListener {
@@ -221,7 +223,7 @@ pub async fn run_session<S, H>(
     H: Handler,
 {
     let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout));
-    let mut session = Session::new(handler, socket, peer);
+    let mut session = Session::new(handler, socket, peer).with_macro_budget(settings.max_macro_bytes);
     loop {
         let command = match conn.read_command().await {
             Ok(Some(c)) => c,
