@@ -856,17 +856,22 @@ mod tests {
         );
     }
 
-    /// An unusable directory answer (two entries for one login, a refused
-    /// search) is a tempfail whatever on_directory_error says.
-    #[test]
-    fn permanent_directory_faults_never_accept() {
-        let list = RecipientRule {
+    /// all@example.com, writable by group Staff only.
+    fn staff_only_list() -> RecipientRule {
+        RecipientRule {
             address: addr("all@example.com"),
             require_authenticated: false,
             accept_from: vec![SenderRef::Group("Staff".into())],
             reject_from: vec![],
             mode: None,
-        };
+        }
+    }
+
+    /// An unusable directory answer (two entries for one login, a refused
+    /// search) is a tempfail whatever on_directory_error says.
+    #[test]
+    fn permanent_directory_faults_never_accept() {
+        let list = staff_only_list();
         let broken = Subject {
             kind: SubjectKind::Authenticated,
             login: Some("x".into()),
@@ -905,13 +910,7 @@ mod tests {
 
     #[test]
     fn directory_errors_follow_on_directory_error() {
-        let list = RecipientRule {
-            address: addr("all@example.com"),
-            require_authenticated: false,
-            accept_from: vec![SenderRef::Group("Staff".into())],
-            reject_from: vec![],
-            mode: None,
-        };
+        let list = staff_only_list();
         let rcpt = addr("all@example.com");
         let down = unavailable(SubjectKind::Authenticated);
         for (action, want) in [
