@@ -156,6 +156,28 @@ impl Enforcer {
     }
 }
 
+/// The decision's directory budget ran out: an outage, for `on_directory_error`.
+fn deadline_passed(policy: &Policy) -> crate::directory::DirectoryUnavailable {
+    tracing::warn!(
+        decision_timeout = ?policy.decision_timeout,
+        "the directory did not answer within decision_timeout: deciding as for an unreachable directory"
+    );
+    crate::directory::DirectoryUnavailable::outage(format!(
+        "no answer within decision_timeout ({:?})",
+        policy.decision_timeout
+    ))
+}
+
+/// One budget for a whole lookup, however many searches it takes.
+async fn within_deadline<T>(
+    policy: &Policy,
+    lookup: impl std::future::Future<Output = Result<T, crate::directory::DirectoryUnavailable>>,
+) -> Result<T, crate::directory::DirectoryUnavailable> {
+    tokio::time::timeout(policy.decision_timeout, Box::pin(lookup))
+        .await
+        .unwrap_or_else(|_| Err(deadline_passed(policy)))
+}
+
 /// Resolve who the client is: SASL login, else trusted network (identity =
 /// envelope sender), else anonymous (never resolved: a claim is not an identity).
 pub async fn resolve_subject(
@@ -170,7 +192,7 @@ pub async fn resolve_subject(
         return Subject {
             kind: SubjectKind::Authenticated,
             login: Some(login.to_string()),
-            user: directory.user_by_login(login).await,
+            user: within_deadline(policy, directory.user_by_login(login)).await,
         };
     }
     let trusted = match (listener, client) {
@@ -183,7 +205,10 @@ pub async fn resolve_subject(
     };
     if trusted {
         let user = match sender {
-            Some(s) => directory.user_by_address(&s.to_string()).await,
+            Some(s) => {
+                let address = s.to_string();
+                within_deadline(policy, directory.user_by_address(&address)).await
+            }
             None => Ok(None::<Arc<ResolvedUser>>),
         };
         return Subject {
@@ -242,7 +267,7 @@ impl Stored {
 /// (every local spelling of it, see [`Policy::restriction_keys`]). Only
 /// fetched when the configuration restricts none of them; when one entry
 /// cannot be read the answer is `Unavailable`.
-pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
+pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::time::Instant) -> Stored {
     let policy = &*snapshot.policy;
     // Cheap checks first: this runs for every recipient.
     if !snapshot.directory.reads_stored_restrictions() {
@@ -257,7 +282,12 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address) -> Stored {
     }
     let mut found = Stored::None;
     for key in keys.iter().filter(|k| policy.is_local(k) && !k.is_postmaster()) {
-        match snapshot.directory.stored_restrictions(&key.to_string()).await {
+        let address = key.to_string();
+        let lookup = snapshot.directory.stored_restrictions(&address);
+        let answer = tokio::time::timeout_at(deadline, Box::pin(lookup))
+            .await
+            .unwrap_or_else(|_| Err(deadline_passed(policy)));
+        match answer {
             Ok(None) => {}
             Ok(Some(s)) => {
                 if matches!(found, Stored::None) {
@@ -333,8 +363,10 @@ pub async fn judge_rcpt(
             }
         }
     };
+    // Both views share one directory budget.
+    let deadline = tokio::time::Instant::now() + policy.decision_timeout;
     let decide = |view: Address| async move {
-        let stored = stored_rule(snapshot, &view).await;
+        let stored = stored_rule(snapshot, &view, deadline).await;
         evaluate_rcpt_with(policy, listener, subject, sender, &view, stored.as_stored())
     };
     let by_typed = decide(typed.clone()).await;
@@ -593,6 +625,7 @@ mod tests {
             version: 1,
             mode: Mode::Enforce,
             on_directory_error: DirectoryErrorAction::Tempfail,
+            decision_timeout: std::time::Duration::from_secs(5),
             local_domains: vec![DomainPattern::parse(".example.com").unwrap()],
             addresses: AddressSettings {
                 default_domain: Some("example.com".into()),

@@ -341,3 +341,35 @@ async fn an_ambiguous_entry_is_a_tempfail_even_when_outages_accept() {
     let log = g.wait_for_log("no usable answer", Duration::from_secs(5));
     assert!(log.contains("refusing to guess"), "{log}");
 }
+
+/// A directory that accepts connections and never answers holds no decision
+/// past decision_timeout, whatever the per-operation LDAP timeout: the MTA
+/// gets the on_directory_error reply (here 451) before its own timeout.
+#[tokio::test]
+async fn a_silent_directory_is_answered_within_the_decision_timeout() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("ldap://{}", silent.local_addr().unwrap());
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let text = ldap_example_config(&listen, &slapd, "")
+        .replace(&slapd.url(), &silent_url)
+        .replace("timeout = \"1s\"\n", "timeout = \"20s\"\n")
+        .replace("decision_timeout = \"5s\"", "decision_timeout = \"1s\"");
+    assert!(text.contains(&silent_url) && text.contains("decision_timeout = \"1s\""));
+    let g = Gatehouse::start_with(&text, &listen);
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    let t0 = std::time::Instant::now();
+    let (mail, _) = submit(&mut c, "alice", "alice@example.com", &["carol@example.com"]).await;
+    let took = t0.elapsed();
+    assert_eq!(mail, "451 4.4.3 Directory server unavailable, try again later");
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered before the deadline: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    g.wait_for_log("decision_timeout", Duration::from_secs(5));
+    drop(silent);
+}

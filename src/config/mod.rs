@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::directory::cache::Cache;
 use crate::directory::ldap::{LdapBackend, LdapSettings, Membership, RestrictionAttributes};
@@ -88,6 +89,17 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             "milter.max_macro_bytes = {} is outside 1024..=max_packet_size ({})",
             m.max_macro_bytes, m.max_packet_size
         )));
+    }
+    let decision_timeout = m.decision_timeout.0;
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&decision_timeout) {
+        return Err(err(format!(
+            "milter.decision_timeout = {decision_timeout:?} is outside 100ms..=60s"
+        )));
+    }
+    if decision_timeout >= Duration::from_secs(10) {
+        warnings.push(format!(
+            "milter.decision_timeout = {decision_timeout:?} is not below the shipped MTA timeouts (Postfix milter_command_timeout = 10s, Sendmail T=S:10s): the MTA may give up first and apply its own default action"
+        ));
     }
     let socket_mode = u32::from_str_radix(m.socket_mode.trim_start_matches("0o"), 8)
         .ok()
@@ -399,6 +411,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         version: VERSION.fetch_add(1, Ordering::Relaxed) + 1,
         mode: m.mode,
         on_directory_error: m.on_directory_error,
+        decision_timeout,
         local_domains,
         addresses,
         listeners,

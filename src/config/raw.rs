@@ -120,6 +120,7 @@ pub struct RawMilter {
     pub shutdown_timeout: Dur,
     pub max_packet_size: usize,
     pub max_macro_bytes: usize,
+    pub decision_timeout: Dur,
     pub on_directory_error: DirectoryErrorAction,
     pub mode: Mode,
 }
@@ -136,6 +137,7 @@ impl Default for RawMilter {
             shutdown_timeout: Dur(Duration::from_secs(30)),
             max_packet_size: 1 << 20,
             max_macro_bytes: crate::milter::session::DEFAULT_MACRO_BUDGET,
+            decision_timeout: Dur(Duration::from_secs(5)),
             on_directory_error: DirectoryErrorAction::Tempfail,
             mode: Mode::Enforce,
         }

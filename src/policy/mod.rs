@@ -173,6 +173,9 @@ pub struct Policy {
     pub version: u64,
     pub mode: Mode,
     pub on_directory_error: DirectoryErrorAction,
+    /// One budget for everything a MAIL or RCPT asks of the directory; on
+    /// expiry the decision follows `on_directory_error`.
+    pub decision_timeout: std::time::Duration,
     pub local_domains: Vec<DomainPattern>,
     pub addresses: AddressSettings,
     pub listeners: Vec<Listener>,

@@ -475,6 +475,7 @@ mod tests {
             version: 1,
             mode: Mode::Enforce,
             on_directory_error: DirectoryErrorAction::Tempfail,
+            decision_timeout: std::time::Duration::from_secs(5),
             local_domains: vec![DomainPattern::parse("example.com").unwrap()],
             addresses: crate::policy::AddressSettings {
                 default_domain: Some("example.com".into()),
