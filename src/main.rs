@@ -207,7 +207,13 @@ async fn reload_on_sighup(path: PathBuf, server: gatehouse::server::ServerSettin
                     tracing::warn!("[milter] settings changed; they apply after a restart");
                 }
                 let version = new.policy.version;
-                enforcer.replace(snapshot(&new));
+                let mut next = snapshot(&new);
+                let running = enforcer.snapshot().directory.clone();
+                if running.same_as(&next.directory) {
+                    tracing::info!("directory settings unchanged: its cache and connections are kept");
+                    next.directory = running;
+                }
+                enforcer.replace(next);
                 tracing::info!(config_version = version, previous = old, "configuration reloaded");
             }
             Err(e) => {

@@ -373,3 +373,32 @@ async fn a_silent_directory_is_answered_within_the_decision_timeout() {
     g.wait_for_log("decision_timeout", Duration::from_secs(5));
     drop(silent);
 }
+
+/// A reload during an outage keeps the entries that bridge it: with the
+/// directory settings unchanged the running cache is kept.
+#[tokio::test]
+async fn a_reload_mid_outage_keeps_serving_known_users() {
+    let mut slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let text = ldap_example_config(&listen, &slapd, "ttl = \"1s\"\nstale_if_error = \"1h\"");
+    let g = Gatehouse::start_with(&text, &listen);
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    let (mail, _) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!(mail, "continue");
+    slapd.stop();
+    // A policy change reloaded while the directory is down.
+    let changed = text.replace("mode = \"enforce\"", "mode = \"enforce\"\n# reloaded");
+    assert_ne!(changed, text);
+    std::fs::write(g.config_dir().join("gatehouse.toml"), changed).unwrap();
+    g.signal("HUP");
+    g.wait_for_log("configuration reloaded", Duration::from_secs(5));
+    assert!(g.log().contains("cache and connections are kept"));
+    // Past the ttl: alice is served stale, as before the reload.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    let (mail, rcpts) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!((mail.as_str(), rcpts[0].as_str()), ("continue", "continue"));
+}

@@ -48,7 +48,7 @@ pub enum Source {
     Stale,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     pub capacity: usize,
     pub ttl: Duration,
@@ -114,6 +114,10 @@ pub struct Cache<K = UserKey, V = ResolvedUser> {
 }
 
 impl<K: Hash + Eq + Clone, V> Cache<K, V> {
+    pub fn settings(&self) -> CacheSettings {
+        self.settings
+    }
+
     pub fn new(settings: CacheSettings) -> Self {
         let cap = NonZeroUsize::new(settings.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Cache {

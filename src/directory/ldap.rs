@@ -14,8 +14,10 @@
 //! per RFC 4515 (`ldap3::ldap_escape`); DNs taken from the directory are
 //! escaped the same way when they go into a filter.
 //!
-//! Servers are tried in the order of `urls`; a server that fails is skipped
-//! for a back-off that doubles up to a minute, and a connection to a later
+//! Servers are tried in the order of `urls`; a server that fails (refused,
+//! or timed out) is skipped for a short back-off, 1 s then 2 s, counted per
+//! server: the pool slots that fail at the same moment count once, and a
+//! recovered server is used again within two seconds. A connection to a later
 //! server is given up after `failback_after`, so the first server gets the
 //! traffic back when it recovers. An operation that fails on a pooled
 //! connection is retried once on a new one (a restarted server leaves dead
@@ -32,7 +34,9 @@ use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEnt
 
 use super::{DirectoryUnavailable, Memberships, UserEntry};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Short on purpose: a probe of a dead server every two seconds costs one
+/// connection attempt, and a recovered server must be used again at once.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum Membership {
@@ -45,7 +49,7 @@ pub enum Membership {
 }
 
 /// `[directory.ldap]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LdapSettings {
     pub urls: Vec<String>,
     pub starttls: bool,
@@ -180,6 +184,12 @@ impl LdapBackend {
         })
     }
 
+    /// Whether `other` would talk to the same servers the same way (the
+    /// password read from the file included).
+    pub fn same_as(&self, other: &LdapBackend) -> bool {
+        self.settings == other.settings && self.password == other.password
+    }
+
     pub fn settings(&self) -> &LdapSettings {
         &self.settings
     }
@@ -242,11 +252,7 @@ impl LdapBackend {
                     });
                 }
                 Err(e) => {
-                    let mut h = lock(&server.state);
-                    h.failures += 1;
-                    let backoff = Duration::from_secs(1 << h.failures.min(6)).min(MAX_BACKOFF);
-                    h.down_until = Some(Instant::now() + backoff);
-                    tracing::warn!(server = %server.url, error = %e, retry_in = ?backoff, "directory server failed");
+                    self.record_failure(i, &e);
                     errors.push(e);
                 }
             }
@@ -257,21 +263,42 @@ impl LdapBackend {
         )))
     }
 
-    /// A live connection handle from the pool (ldap3 multiplexes operations on it).
-    async fn handle(&self) -> Result<(Ldap, usize), DirectoryUnavailable> {
+    /// Back a failed server off. Failures while it is already backed off
+    /// (other pool slots, failing at the same moment) do not count again;
+    /// the first failure of an outage is logged, the rest at debug level.
+    fn record_failure(&self, server: usize, error: &str) {
+        let s = &self.servers[server];
+        let mut h = lock(&s.state);
+        let now = Instant::now();
+        if h.down_until.is_some_and(|t| now < t) {
+            return;
+        }
+        h.failures += 1;
+        let backoff = (Duration::from_millis(500) * (1 << h.failures.min(3))).min(MAX_BACKOFF);
+        h.down_until = Some(now + backoff);
+        if h.failures == 1 {
+            tracing::warn!(server = %s.url, error = %error, retry_in = ?backoff, "directory server failed");
+        } else {
+            tracing::debug!(server = %s.url, error = %error, failures = h.failures, "directory server still failing");
+        }
+    }
+
+    /// A live connection handle from the pool (ldap3 multiplexes operations
+    /// on it): (handle, pool slot, server index).
+    async fn handle(&self) -> Result<(Ldap, usize, usize), DirectoryUnavailable> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         let mut guard = self.pool[slot].lock().await;
         if let Some(p) = guard.as_mut() {
             let failback = p.server > 0 && p.since.elapsed() > self.settings.failback_after;
             if !p.ldap.is_closed() && !failback {
-                return Ok((p.ldap.clone(), slot));
+                return Ok((p.ldap.clone(), slot, p.server));
             }
         }
         *guard = None;
         let p = self.connect_any().await?;
-        let ldap = p.ldap.clone();
+        let (ldap, server) = (p.ldap.clone(), p.server);
         *guard = Some(p);
-        Ok((ldap, slot))
+        Ok((ldap, slot, server))
     }
 
     async fn discard(&self, slot: usize) {
@@ -287,13 +314,20 @@ impl LdapBackend {
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, DirectoryUnavailable> {
         let mut last = None;
-        for _attempt in 0..2 {
-            let (ldap, slot) = self.handle().await?;
+        for attempt in 0..2 {
+            let (ldap, slot, server) = self.handle().await?;
             self.operations.fetch_add(1, Ordering::Relaxed);
             match self.search_on(ldap, base, scope, filter, attrs).await {
                 Ok(entries) => return Ok(entries),
                 Err(SearchError::Fatal(e)) => return Err(e),
                 Err(SearchError::Connection(e)) => {
+                    // A server that times out is backed off like one that
+                    // refuses; a dead pooled connection alone (the server
+                    // restarted) is not the server's failure: the retry on a
+                    // new connection tells.
+                    if attempt > 0 {
+                        self.record_failure(server, &e.0);
+                    }
                     self.discard(slot).await;
                     last = Some(e);
                 }

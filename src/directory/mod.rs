@@ -197,6 +197,21 @@ impl CachedLdap {
 }
 
 impl Directory {
+    /// Whether a reloaded directory is the running one with the same
+    /// settings: then the running one (its caches, stale entries bridging an
+    /// outage, its connections) is kept.
+    pub fn same_as(&self, other: &Directory) -> bool {
+        match (self, other) {
+            (Directory::Ldap(a), Directory::Ldap(b)) => {
+                a.backend.same_as(&b.backend)
+                    && a.cache.settings() == b.cache.settings()
+                    && a.restrictions.settings() == b.restrictions.settings()
+            }
+            // The static directory is the configuration itself.
+            _ => false,
+        }
+    }
+
     /// Resolve an authenticated login (or an address used as login).
     pub async fn user_by_login(
         &self,
