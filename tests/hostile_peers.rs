@@ -82,6 +82,7 @@ async fn closed_with_log(g: &Gatehouse, bytes: &[u8], reason: &str) {
 
 #[tokio::test]
 async fn malformed_packets_close_the_connection_with_one_log_line() {
+    // Fewer cases than the 30 protocol-error lines a minute logged in full.
     let g = Gatehouse::start("max_packet_size = 65536");
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![0, 0, 0, 0, b'O'], "length 0"),
@@ -257,6 +258,12 @@ async fn a_connection_flood_is_bounded_by_max_connections() {
         assert!(buf.is_empty(), "no negotiation beyond the limit");
     }
     g.wait_for_log("connection limit reached", Duration::from_secs(2));
+    // 32 refusals, logged at most 10 times a minute (the rest are counted).
+    let lines = g.log_count("connection limit reached");
+    assert!(
+        (1..=10).contains(&lines),
+        "{lines} lines for 32 refused connections"
+    );
     // The held sessions still work, and after they end new ones are accepted.
     for c in held.iter_mut() {
         let r = c

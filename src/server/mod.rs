@@ -12,11 +12,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
+
+mod throttle;
+
+use throttle::Throttle;
 
 use crate::milter::connection::{Connection, ConnectionError};
 use crate::milter::session::{Handler, Session, Step};
@@ -144,6 +148,13 @@ pub async fn serve<H: Handler>(
 
 static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+// One throttle per kind of operational warning a peer can cause, in lines
+// per minute.
+static ACCEPT_FAILED: Throttle = Throttle::new(10);
+static OVER_LIMIT: Throttle = Throttle::new(10);
+static IDLE_CLOSED: Throttle = Throttle::new(30);
+static PROTOCOL_ERROR: Throttle = Throttle::new(30);
+
 async fn accept_loop<H: Handler>(
     endpoint: Endpoint,
     listener: BoundListener,
@@ -162,17 +173,22 @@ async fn accept_loop<H: Handler>(
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::error!(socket = %socket, error = %e, "accept failed");
+                if let Some(left_out) = ACCEPT_FAILED.admit(Instant::now()) {
+                    tracing::error!(socket = %socket, error = %e, left_out, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(
-                peer = %peer,
-                max_connections = settings.max_connections,
-                "connection limit reached: closing new milter connection"
-            );
+            if let Some(left_out) = OVER_LIMIT.admit(Instant::now()) {
+                tracing::warn!(
+                    peer = %peer,
+                    max_connections = settings.max_connections,
+                    left_out,
+                    "connection limit reached: closing new milter connection"
+                );
+            }
             drop(stream);
             continue;
         };
@@ -210,6 +226,12 @@ async fn accept(listener: &BoundListener, socket: &str) -> io::Result<(Accepted,
     }
 }
 
+fn protocol_error(peer: &str, error: &dyn std::fmt::Display) {
+    if let Some(left_out) = PROTOCOL_ERROR.admit(Instant::now()) {
+        tracing::warn!(peer = %peer, error = %error, left_out, "protocol error: closing milter connection");
+    }
+}
+
 /// Drive one milter connection to its end. Every way it can end is logged
 /// once, naming the peer; nothing here can affect another connection.
 pub async fn run_session<S, H>(
@@ -233,11 +255,13 @@ pub async fn run_session<S, H>(
                 return;
             }
             Err(ConnectionError::Idle(t)) => {
-                tracing::info!(peer = %session.peer(), idle = ?t, "closing idle milter connection");
+                if let Some(left_out) = IDLE_CLOSED.admit(Instant::now()) {
+                    tracing::info!(peer = %session.peer(), idle = ?t, left_out, "closing idle milter connection");
+                }
                 return;
             }
             Err(e) => {
-                tracing::warn!(peer = %session.peer(), error = %e, "protocol error: closing milter connection");
+                protocol_error(session.peer(), &e);
                 return;
             }
         };
@@ -249,7 +273,7 @@ pub async fn run_session<S, H>(
                 return;
             }
             Err(e) => {
-                tracing::warn!(peer = %session.peer(), error = %e, "protocol error: closing milter connection");
+                protocol_error(session.peer(), &e);
                 return;
             }
         }
