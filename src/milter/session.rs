@@ -155,14 +155,15 @@ pub struct Session<H: Handler> {
     /// Names of the macros the handler reads (bare, without braces): the
     /// only ones kept, so memory and lookup cost do not grow with what the
     /// MTA sends.
-    wanted: Vec<Bytes>,
+    wanted: Arc<[Bytes]>,
     macro_budget: usize,
     client: Option<ClientInfo>,
     transaction: Option<Transaction<H::Transaction>>,
 }
 
 /// The bare macro names of a request (`{auth_authen}` → `auth_authen`).
-fn wanted_names(request: &MacroRequest) -> Vec<Bytes> {
+/// Computed once per listener and shared by its sessions.
+pub fn wanted_names(request: &MacroRequest) -> Arc<[Bytes]> {
     let mut names: Vec<Bytes> = request
         .lists
         .iter()
@@ -172,12 +173,17 @@ fn wanted_names(request: &MacroRequest) -> Vec<Bytes> {
         .collect();
     names.sort();
     names.dedup();
-    names
+    names.into()
 }
 
 impl<H: Handler> Session<H> {
     pub fn new(handler: Arc<H>, socket: Arc<str>, peer: String) -> Self {
         let wanted = wanted_names(&handler.macro_request());
+        Self::with_wanted(handler, socket, peer, wanted)
+    }
+
+    /// As [`Session::new`], with the handler's [`wanted_names`] computed by the caller.
+    pub fn with_wanted(handler: Arc<H>, socket: Arc<str>, peer: String, wanted: Arc<[Bytes]>) -> Self {
         Session {
             handler,
             socket,
@@ -200,15 +206,29 @@ impl<H: Handler> Session<H> {
     /// Keep the wanted macros of one `D` packet, each once (the last value
     /// wins), in allocations of their own so the read buffer is not pinned.
     fn store_macros(&mut self, stage: u8, macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
-        let mut kept: Vec<(Bytes, Bytes)> = Vec::new();
-        for (name, value) in macros {
-            let bare = super::macros::bare(&name);
+        let mut wanted: Vec<&(Bytes, Bytes)> = Vec::new();
+        for pair in &macros {
+            let bare = super::macros::bare(&pair.0);
             if self.wanted.iter().all(|w| w[..] != *bare) {
                 continue;
             }
-            kept.retain(|(n, _)| super::macros::bare(n) != bare);
-            kept.push((Bytes::copy_from_slice(&name), Bytes::copy_from_slice(&value)));
+            wanted.retain(|(n, _)| super::macros::bare(n) != bare);
+            wanted.push(pair);
         }
+        // One small allocation for all kept pairs of the packet.
+        let mut buf = bytes::BytesMut::with_capacity(wanted.iter().map(|(n, v)| n.len() + v.len()).sum());
+        for (n, v) in &wanted {
+            buf.extend_from_slice(n);
+            buf.extend_from_slice(v);
+        }
+        let mut buf = buf.freeze();
+        let kept = wanted
+            .iter()
+            .map(|(n, v)| {
+                let name = buf.split_to(n.len());
+                (name, buf.split_to(v.len()))
+            })
+            .collect();
         self.macros.set(stage, kept);
         self.check_budget()
     }

@@ -128,6 +128,10 @@ impl Address {
     /// A routing operator in the local part, or a local part that is not
     /// valid at all: the destination is not what the domain says.
     pub fn is_routed(&self) -> bool {
+        // The common case, without an allocation: asked several times per RCPT.
+        if dot_atom(&self.local) {
+            return self.local.contains(['@', '%', '!']);
+        }
         match unquoted_content(&self.local) {
             Some(content) => content.contains(['@', '%', '!']),
             None => true,

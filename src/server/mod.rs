@@ -23,7 +23,7 @@ mod throttle;
 use throttle::Throttle;
 
 use crate::milter::connection::{Connection, ConnectionError};
-use crate::milter::session::{Handler, Session, Step};
+use crate::milter::session::{wanted_names, Handler, Session, Step};
 use crate::milter::Endpoint;
 
 /// Server settings taken from `[milter]`.
@@ -164,6 +164,7 @@ async fn accept_loop<H: Handler>(
     mut stop: watch::Receiver<bool>,
 ) {
     let socket: Arc<str> = Arc::from(endpoint.to_string());
+    let wanted = wanted_names(&handler.macro_request());
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -195,10 +196,12 @@ async fn accept_loop<H: Handler>(
         let handler = handler.clone();
         let socket = socket.clone();
         let settings = settings.clone();
+        let session = Session::with_wanted(handler, socket, peer, wanted.clone())
+            .with_macro_budget(settings.max_macro_bytes);
         tokio::spawn(async move {
             match stream {
-                Accepted::Tcp(s) => run_session(s, handler, socket, peer, &settings).await,
-                Accepted::Unix(s) => run_session(s, handler, socket, peer, &settings).await,
+                Accepted::Tcp(s) => run_session(s, session, &settings).await,
+                Accepted::Unix(s) => run_session(s, session, &settings).await,
             }
             drop(permit);
         });
@@ -234,18 +237,12 @@ fn protocol_error(peer: &str, error: &dyn std::fmt::Display) {
 
 /// Drive one milter connection to its end. Every way it can end is logged
 /// once, naming the peer; nothing here can affect another connection.
-pub async fn run_session<S, H>(
-    stream: S,
-    handler: Arc<H>,
-    socket: Arc<str>,
-    peer: String,
-    settings: &ServerSettings,
-) where
+pub async fn run_session<S, H>(stream: S, mut session: Session<H>, settings: &ServerSettings)
+where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
     let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout));
-    let mut session = Session::new(handler, socket, peer).with_macro_budget(settings.max_macro_bytes);
     loop {
         let command = match conn.read_command().await {
             Ok(Some(c)) => c,
