@@ -503,15 +503,16 @@ impl Handler for Enforcer {
         let login = facts.macros.get_str("auth_authen");
         // No listener: nothing to decide, so nothing to ask the directory.
         let subject = match listener {
+            // Boxed, as at RCPT: off the connection task's memory.
             Some(_) => {
-                resolve_subject(
+                Box::pin(resolve_subject(
                     &snapshot.directory,
                     policy,
                     listener,
                     login.as_deref(),
                     ctx.client,
                     sender.as_ref(),
-                )
+                ))
                 .await
             }
             None => Subject::anonymous(),
@@ -563,7 +564,17 @@ impl Handler for Enforcer {
             .map(|r| String::from_utf8_lossy(r))
             .unwrap_or_default();
         let mta = mta_recipient(policy, facts.macros);
-        let j = judge_rcpt(&tx.snapshot, l, &tx.subject, tx.sender.as_ref(), &raw, mta).await;
+        // Boxed: the decision's state machine would otherwise be part of
+        // every connection task's memory, idle or not.
+        let j = Box::pin(judge_rcpt(
+            &tx.snapshot,
+            l,
+            &tx.subject,
+            tx.sender.as_ref(),
+            &raw,
+            mta,
+        ))
+        .await;
         LogLine {
             facts,
             policy,

@@ -315,6 +315,9 @@ fn requote(content: &str) -> String {
 /// A valid local part in its one canonical spelling: lowercase, unquoted
 /// when the quotes were not needed, else re-quoted minimally.
 fn canonical_local(local: &str) -> Option<String> {
+    if dot_atom(local) {
+        return Some(local.to_lowercase());
+    }
     unquoted_content(local).map(|c| requote(&c.to_lowercase()))
 }
 

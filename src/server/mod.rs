@@ -196,12 +196,16 @@ async fn accept_loop<H: Handler>(
         let handler = handler.clone();
         let socket = socket.clone();
         let settings = settings.clone();
-        let session = Session::with_wanted(handler, socket, peer, wanted.clone())
-            .with_macro_budget(settings.max_macro_bytes);
+        let wanted = wanted.clone();
         tokio::spawn(async move {
+            // Built inside the task: the task's state holds one session, not two.
+            let session = || {
+                Session::with_wanted(handler, socket, peer, wanted)
+                    .with_macro_budget(settings.max_macro_bytes)
+            };
             match stream {
-                Accepted::Tcp(s) => run_session(s, session, &settings).await,
-                Accepted::Unix(s) => run_session(s, session, &settings).await,
+                Accepted::Tcp(s) => run_session(s, session(), &settings).await,
+                Accepted::Unix(s) => run_session(s, session(), &settings).await,
             }
             drop(permit);
         });

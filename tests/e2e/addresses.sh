@@ -43,6 +43,7 @@ ADDR_INVALID=(
     '@example.com'
     'victim@external.org@mx.example.com'
     'all\-staff@example.com'
+    '<x@elsewhere.example>.example.com'
 )
 
 # Spellings that reach the restricted list all-staff@example.com.
