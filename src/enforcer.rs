@@ -370,11 +370,10 @@ pub async fn judge_rcpt(
     };
     // Both views share one directory budget.
     let deadline = tokio::time::Instant::now() + policy.decision_timeout;
-    let decide = |view: Address| async move {
-        let stored = stored_rule(snapshot, &view, deadline).await;
-        evaluate_rcpt_with(policy, listener, subject, sender, &view, stored.as_stored())
+    let by_typed = {
+        let stored = stored_rule(snapshot, &typed, deadline).await;
+        evaluate_rcpt_with(policy, listener, subject, sender, &typed, stored.as_stored())
     };
-    let by_typed = decide(typed.clone()).await;
     let Some(mta) = mta.filter(|m| *m != typed) else {
         return RcptJudgement {
             shown: typed,
@@ -382,7 +381,10 @@ pub async fn judge_rcpt(
             decision: by_typed,
         };
     };
-    let by_mta = decide(mta.clone()).await;
+    let by_mta = {
+        let stored = stored_rule(snapshot, &mta, deadline).await;
+        evaluate_rcpt_with(policy, listener, subject, sender, &mta, stored.as_stored())
+    };
     if (by_mta.action != by_typed.action) || (by_mta.rule != by_typed.rule) {
         tracing::info!(
             listener = %listener.name,

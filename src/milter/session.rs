@@ -205,31 +205,34 @@ impl<H: Handler> Session<H> {
 
     /// Keep the wanted macros of one `D` packet, each once (the last value
     /// wins), in allocations of their own so the read buffer is not pinned.
-    fn store_macros(&mut self, stage: u8, macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
-        let mut wanted: Vec<&(Bytes, Bytes)> = Vec::new();
-        for pair in &macros {
-            let bare = super::macros::bare(&pair.0);
-            if self.wanted.iter().all(|w| w[..] != *bare) {
-                continue;
+    fn store_macros(&mut self, stage: u8, mut macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
+        let wanted = &self.wanted;
+        macros.retain(|(n, _)| wanted.iter().any(|w| w[..] == *super::macros::bare(n)));
+        // A name sent twice: the last value wins (lookups take the first).
+        let mut i = macros.len();
+        while i > 0 {
+            i -= 1;
+            let bare = super::macros::bare(&macros[i].0);
+            if macros[i + 1..]
+                .iter()
+                .any(|(n, _)| super::macros::bare(n) == bare)
+            {
+                macros.remove(i);
             }
-            wanted.retain(|(n, _)| super::macros::bare(n) != bare);
-            wanted.push(pair);
         }
         // One small allocation for all kept pairs of the packet.
-        let mut buf = bytes::BytesMut::with_capacity(wanted.iter().map(|(n, v)| n.len() + v.len()).sum());
-        for (n, v) in &wanted {
+        let mut buf = bytes::BytesMut::with_capacity(macros.iter().map(|(n, v)| n.len() + v.len()).sum());
+        for (n, v) in &macros {
             buf.extend_from_slice(n);
             buf.extend_from_slice(v);
         }
         let mut buf = buf.freeze();
-        let kept = wanted
-            .iter()
-            .map(|(n, v)| {
-                let name = buf.split_to(n.len());
-                (name, buf.split_to(v.len()))
-            })
-            .collect();
-        self.macros.set(stage, kept);
+        for (n, v) in macros.iter_mut() {
+            *n = buf.split_to(n.len());
+            *v = buf.split_to(v.len());
+        }
+        macros.shrink_to_fit();
+        self.macros.set(stage, macros);
         self.check_budget()
     }
 
