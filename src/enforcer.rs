@@ -319,14 +319,22 @@ pub fn sender_address(policy: &Policy, raw: &str) -> Option<Address> {
 /// Where the MTA says it will deliver a recipient: `{rcpt_addr}`, read
 /// with `{rcpt_mailer}` and `{rcpt_host}`. The local delivery agents
 /// (`local` in both MTAs) deliver by local part, so that view is the local
-/// part in the default domain. `None` when the MTA sent nothing to judge,
-/// or resolved the recipient to its `error` mailer (it refuses it itself).
+/// part in the default domain. `None` when the MTA sent nothing to judge.
+/// Postfix hands every recipient of a `virtual_alias_domains` domain to its
+/// `error` transport and expands it later, so an `error` view is judged too
+/// when it is an address (Sendmail's carries the error text instead).
 pub fn mta_recipient(policy: &Policy, macros: &MacroStore) -> Option<Address> {
     let addr = macros.get_str("rcpt_addr")?;
     let mailer = macros.get_str("rcpt_mailer").unwrap_or_default();
     let default = policy.addresses.default_domain.as_deref();
-    if addr.trim().is_empty() || mailer.eq_ignore_ascii_case("error") {
+    if addr.trim().is_empty() {
         return None;
+    }
+    if mailer.eq_ignore_ascii_case("error") {
+        return match Address::parse(&addr) {
+            Ok(Some(a)) if !a.domain.is_empty() => Some(a),
+            _ => None,
+        };
     }
     if mailer.eq_ignore_ascii_case("local") {
         let local = addr.rsplit_once('@').map_or(addr.as_str(), |(l, _)| l);
@@ -698,10 +706,18 @@ mod tests {
                 ],
                 Some("victim@external.org"),
             ),
-            // The MTA refuses it itself, or said nothing.
+            // Sendmail's error mailer carries text; Postfix's (virtual alias
+            // domains) the address, which is judged.
             (
                 &[("{rcpt_addr}", "User unknown"), ("{rcpt_mailer}", "error")],
                 None,
+            ),
+            (
+                &[
+                    ("{rcpt_addr}", "all-staff@lists.example.com"),
+                    ("{rcpt_mailer}", "error"),
+                ],
+                Some("all-staff@lists.example.com"),
             ),
             (&[("{rcpt_mailer}", "esmtp")], None),
             (&[], None),

@@ -172,14 +172,14 @@ impl CachedLdap {
             };
             // The server's matching rules fold case, width and spaces
             // (`ａｌｉｃｅ`, `alice ` find uid=alice): only the login's own
-            // entry is its identity. Cached as unknown, so logged once per TTL.
+            // entry is its identity. Not "unknown user" either: a SASL layer
+            // that folds alike would let bob log in as `ｂｏｂ` and escape
+            // every deny list. An unusable answer: tempfail.
             if !entry.is_own(&key) {
-                tracing::warn!(
-                    key = %key,
-                    dn = %entry.dn,
-                    "the directory answered with an entry that is not this login's or address's own: treated as unknown"
-                );
-                return Ok(None);
+                return Err(DirectoryUnavailable::permanent(format!(
+                    "{key} found {}, which is not its own entry (the server folds what gatehouse compares exactly)",
+                    entry.dn
+                )));
             }
             let groups = self.backend.groups_of(&entry).await?;
             Ok(Some(Arc::new(ResolvedUser { entry, groups })))

@@ -37,8 +37,12 @@ impl fmt::Display for AddressError {
     }
 }
 
-/// At most this many routing hops are followed (`a%b%c%d@x` has three).
-const MAX_ROUTE_HOPS: usize = 8;
+/// At most this many routing operators in one local part: more is refused
+/// as invalid, so that following every route stays cheap and complete.
+const MAX_ROUTING_OPERATORS: usize = 16;
+/// Distinct addresses reachable through at most 16 operators (each hop
+/// strips a prefix or a suffix): well under this.
+const MAX_ROUTE_NODES: usize = 512;
 
 impl Address {
     /// Strict parse. `Ok(None)` is the null address `<>` (or nothing).
@@ -74,6 +78,9 @@ impl Address {
             return Err(AddressError("empty local part"));
         }
         let local = canonical_local(local).ok_or(AddressError("invalid local part"))?;
+        if local.chars().filter(|c| matches!(c, '@' | '%' | '!')).count() > MAX_ROUTING_OPERATORS {
+            return Err(AddressError("too many routing operators"));
+        }
         let mut domain = match domain {
             // "user" and "user@": the MTA completes both with its default domain.
             None => String::new(),
@@ -138,28 +145,31 @@ impl Address {
         }
     }
 
-    /// Where an MTA would send this routed address, hop after hop, as
-    /// Postfix rewrites it: a quoted `user@host` first, then the rightmost
-    /// `%` (`user%host`), then the first `!` (`host!user`). Empty when
-    /// not routed. A target may have an empty domain (`"user@"@x`).
+    /// Every address an MTA could make of this routed one, hop after hop:
+    /// a quoted `user@host`, the rightmost `%` (`user%host`), the first `!`
+    /// (`host!user`), in every order (Postfix swaps a bang path before the
+    /// percent hack, Sendmail's rulesets differ): the union, so that no
+    /// order reaches an address the rules did not see. Empty when not
+    /// routed. A target may have an empty domain (`"user@"@x`).
     pub fn route_targets(&self) -> Vec<Address> {
-        let mut out = Vec::new();
-        let mut current = self.clone();
-        while out.len() < MAX_ROUTE_HOPS {
+        let mut out: Vec<Address> = Vec::new();
+        let mut queue = vec![self.clone()];
+        while let Some(current) = queue.pop() {
             let Some(content) = unquoted_content(&current.local) else {
-                break;
+                continue;
             };
-            let next = if let Some((l, d)) = content.rsplit_once('@') {
-                Address::new(&requote(l), d)
-            } else if let Some((l, d)) = content.rsplit_once('%') {
-                Address::new(&requote(l), d)
-            } else if let Some((h, u)) = content.split_once('!') {
-                Address::new(&requote(u), h)
-            } else {
-                break;
-            };
-            out.push(next.clone());
-            current = next;
+            let hops = [
+                content.rsplit_once('@'),
+                content.rsplit_once('%'),
+                content.split_once('!').map(|(h, u)| (u, h)),
+            ];
+            for (local, domain) in hops.into_iter().flatten() {
+                let next = Address::new(&requote(local), domain);
+                if out.len() < MAX_ROUTE_NODES && !out.contains(&next) {
+                    out.push(next.clone());
+                    queue.push(next);
+                }
+            }
         }
         out
     }
@@ -431,10 +441,24 @@ mod tests {
     }
 
     #[test]
-    fn hops_are_bounded() {
-        let long = format!("{}@x.example", "a%".repeat(1000) + "b");
-        let a = Address::parse(&long).unwrap().unwrap();
-        assert_eq!(a.route_targets().len(), MAX_ROUTE_HOPS);
+    fn routes_are_followed_in_every_order_and_bounded() {
+        let a = |s: &str| Address::parse(s).unwrap().unwrap();
+        let targets =
+            |s: &str| -> Vec<String> { a(s).route_targets().iter().map(|t| t.to_string()).collect() };
+        // Postfix: bang first, then the percent hack, reaches the list.
+        let t = targets("mx.example.com!all-staff%example.com@mx.example.com");
+        assert!(t.contains(&"all-staff@example.com".to_string()), "{t:?}");
+        // Nine hops deep still reaches it.
+        let deep = format!(
+            "all-staff%example.com{}@mx.example.com",
+            "%mx.example.com".repeat(8)
+        );
+        assert!(targets(&deep).contains(&"all-staff@example.com".to_string()));
+        // Past 16 operators: refused, not half followed.
+        let too_deep = format!("all-staff{}@x.example", "%y".repeat(17));
+        assert!(Address::parse(&too_deep).is_err());
+        let worst = format!("{}u{}@x.example", "h!".repeat(8), "%d".repeat(8));
+        assert!(a(&worst).route_targets().len() < MAX_ROUTE_NODES);
     }
 
     #[test]

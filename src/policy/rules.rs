@@ -254,6 +254,14 @@ fn send_as(policy: &Policy, listener: &Listener, subject: &Subject, sender: Opti
     match &subject.user {
         Err(e) => directory_error(policy, e.1, ReplyKind::SendAsDenied, "send_as"),
         Ok(Some(user)) if user.entry.addresses.contains(&wanted) => Ok(()),
+        // Plus-addressing of one's own address (Postfix smtpd_sender_login_maps does the same).
+        Ok(Some(user))
+            if sender
+                .without_extension(&policy.addresses.recipient_delimiter)
+                .is_some_and(|base| user.entry.addresses.contains(&base.to_string())) =>
+        {
+            Ok(())
+        }
         Ok(_) => Err(reject(ReplyKind::SendAsDenied, "send_as")),
     }
 }
@@ -720,6 +728,8 @@ mod tests {
             (&closed, &carol, Some("carol@example.com"), "submit"),
             (&closed, &alice, Some("bob@example.com"), "send_as"),
             (&closed, &alice, Some("Alice@Example.com"), "mail_accepted"),
+            (&closed, &alice, Some("alice+news@example.com"), "mail_accepted"),
+            (&closed, &alice, Some("alicex+news@example.com"), "send_as"),
             (&closed, &alice, None, "mail_accepted"),
             (&open, &anon, Some("carol@example.com"), "anonymous_local_sender"),
             (&open, &anon, Some("x@partner.example"), "mail_accepted"),
