@@ -312,8 +312,42 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::t
 pub fn sender_address(policy: &Policy, raw: &str) -> Option<Address> {
     match Address::parse(raw) {
         Ok(a) => a.map(|a| a.completed(policy.addresses.default_domain.as_deref())),
-        Err(_) => Some(Address::from_mta(raw)),
+        // Read as Sendmail's tokenizer reads it, which drops blanks and
+        // (comments): `alice@example .com` claims example.com.
+        Err(_) => Some(Address::from_mta(&without_blanks_and_comments(raw))),
     }
+}
+
+/// `raw` without spaces, tabs and parenthesised comments outside quotes.
+fn without_blanks_and_comments(raw: &str) -> String {
+    let (mut out, mut depth, mut quoted, mut escaped) =
+        (String::with_capacity(raw.len()), 0u32, false, false);
+    for c in raw.chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            ' ' | '\t' if !quoted => {}
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where the MTA says it will deliver a recipient: `{rcpt_addr}`, read
@@ -675,6 +709,21 @@ mod tests {
             .collect();
         m.set(crate::milter::protocol::cmd::RCPT, pairs);
         mta_recipient(&policy(), &m).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn invalid_senders_are_read_as_sendmail_reads_them() {
+        let mut p = policy();
+        p.local_domains.push(DomainPattern::parse("example.com").unwrap());
+        for raw in [
+            "<alice@example .com>",
+            "<alice@example.com(x)>",
+            "<alice (x) @ example.com>",
+        ] {
+            let s = sender_address(&p, raw).unwrap();
+            assert!(p.claims_local_domain(&s), "{raw} -> {s}");
+        }
+        assert!(!p.claims_local_domain(&sender_address(&p, "<x@partner .example>").unwrap()));
     }
 
     #[test]
