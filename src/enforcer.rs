@@ -168,17 +168,18 @@ fn deadline_passed(policy: &Policy) -> crate::directory::DirectoryUnavailable {
     ))
 }
 
-/// One budget for a whole lookup, however many searches it takes.
-/// (The static directory answers from memory: no timer for it.)
+/// A lookup cut off at the decision's `deadline`, however many searches it
+/// takes. (The static directory answers from memory: no timer for it.)
 async fn within_deadline<T>(
     policy: &Policy,
     directory: &Directory,
+    deadline: tokio::time::Instant,
     lookup: impl std::future::Future<Output = Result<T, crate::directory::DirectoryUnavailable>>,
 ) -> Result<T, crate::directory::DirectoryUnavailable> {
     if matches!(directory, Directory::Static(_)) {
         return lookup.await;
     }
-    tokio::time::timeout(policy.decision_timeout, Box::pin(lookup))
+    tokio::time::timeout_at(deadline, Box::pin(lookup))
         .await
         .unwrap_or_else(|_| Err(deadline_passed(policy)))
 }
@@ -193,11 +194,12 @@ pub async fn resolve_subject(
     client: Option<IpAddr>,
     sender: Option<&Address>,
 ) -> Subject {
+    let deadline = tokio::time::Instant::now() + policy.decision_timeout;
     if let Some(login) = login.filter(|l| !l.is_empty()) {
         return Subject {
             kind: SubjectKind::Authenticated,
             login: Some(login.to_string()),
-            user: within_deadline(policy, directory, directory.user_by_login(login)).await,
+            user: within_deadline(policy, directory, deadline, directory.user_by_login(login)).await,
         };
     }
     let trusted = match (listener, client) {
@@ -212,7 +214,7 @@ pub async fn resolve_subject(
         let user = match sender {
             Some(s) => {
                 let address = s.to_string();
-                within_deadline(policy, directory, directory.user_by_address(&address)).await
+                within_deadline(policy, directory, deadline, directory.user_by_address(&address)).await
             }
             None => Ok(None::<Arc<ResolvedUser>>),
         };
@@ -278,21 +280,15 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::t
     if !snapshot.directory.reads_stored_restrictions() {
         return Stored::None;
     }
-    let keys = policy.restriction_keys(rcpt);
-    if keys
-        .iter()
-        .any(|k| policy.recipients.contains_key(&k.to_string()))
-    {
+    if !policy.configured_restrictions(rcpt).is_empty() {
         return Stored::None;
     }
     let mut found = Stored::None;
+    let keys = policy.restriction_keys(rcpt);
     for key in keys.iter().filter(|k| policy.is_local(k) && !k.is_postmaster()) {
         let address = key.to_string();
         let lookup = snapshot.directory.stored_restrictions(&address);
-        let answer = tokio::time::timeout_at(deadline, Box::pin(lookup))
-            .await
-            .unwrap_or_else(|_| Err(deadline_passed(policy)));
-        match answer {
+        match within_deadline(policy, &snapshot.directory, deadline, lookup).await {
             Ok(None) => {}
             Ok(Some(s)) => {
                 if matches!(found, Stored::None) {
@@ -412,10 +408,8 @@ pub async fn judge_rcpt(
     };
     // Both views share one directory budget.
     let deadline = tokio::time::Instant::now() + policy.decision_timeout;
-    let by_typed = {
-        let stored = stored_rule(snapshot, &typed, deadline).await;
-        evaluate_rcpt_with(policy, listener, subject, sender, &typed, stored.as_stored())
-    };
+    let decide = |view| decide_view(snapshot, listener, subject, sender, view, deadline);
+    let by_typed = decide(&typed).await;
     let Some(mta) = mta.filter(|m| *m != typed) else {
         return RcptJudgement {
             shown: typed,
@@ -423,10 +417,7 @@ pub async fn judge_rcpt(
             decision: by_typed,
         };
     };
-    let by_mta = {
-        let stored = stored_rule(snapshot, &mta, deadline).await;
-        evaluate_rcpt_with(policy, listener, subject, sender, &mta, stored.as_stored())
-    };
+    let by_mta = decide(&mta).await;
     if (by_mta.action != by_typed.action) || (by_mta.rule != by_typed.rule) {
         tracing::info!(
             listener = %listener.name,
@@ -446,6 +437,26 @@ pub async fn judge_rcpt(
         mta: Some(mta),
         decision,
     }
+}
+
+/// One view of a recipient: its stored restrictions, then the rules.
+async fn decide_view(
+    snapshot: &Snapshot,
+    listener: &Listener,
+    subject: &Subject,
+    sender: Option<&Address>,
+    view: &Address,
+    deadline: tokio::time::Instant,
+) -> Decision {
+    let stored = stored_rule(snapshot, view, deadline).await;
+    evaluate_rcpt_with(
+        &snapshot.policy,
+        listener,
+        subject,
+        sender,
+        view,
+        stored.as_stored(),
+    )
 }
 
 /// A recipient's decision and the addresses it was made on.

@@ -238,6 +238,27 @@ impl Policy {
             .any(|a| a.domain.is_empty() || self.local_domains.iter().any(|p| p.matches(&a.domain)))
     }
 
+    /// The `[[recipient]]` rules that apply to `address` under any of its
+    /// [`Policy::restriction_keys`].
+    pub fn configured_restrictions(&self, address: &Address) -> Vec<&RecipientRule> {
+        if self.recipients.is_empty() {
+            return Vec::new();
+        }
+        let plain = !address.is_routed()
+            && !address.domain.is_empty()
+            && address
+                .without_extension(&self.addresses.recipient_delimiter)
+                .is_none();
+        if plain {
+            // The common case, on every RCPT: the address is its only spelling.
+            return self.recipients.get(&address.to_string()).into_iter().collect();
+        }
+        self.restriction_keys(address)
+            .iter()
+            .filter_map(|k| self.recipients.get(&k.to_string()))
+            .collect()
+    }
+
     /// Every spelling under which a restricted recipient could be meant by
     /// `address`: itself, without its extension, and each hop of its route
     /// (completed with the default domain), each without extension too.

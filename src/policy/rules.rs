@@ -110,23 +110,7 @@ pub fn evaluate_rcpt_with(
     }
     // Every spelling that reaches a restricted recipient is restricted; when
     // several rules apply (a routed form naming two), the strictest decides.
-    let plain = !rcpt.is_routed()
-        && !rcpt.domain.is_empty()
-        && rcpt
-            .without_extension(&policy.addresses.recipient_delimiter)
-            .is_none();
-    let configured: Vec<&RecipientRule> = if policy.recipients.is_empty() {
-        Vec::new()
-    } else if plain {
-        // The common case: the address is its only spelling.
-        policy.recipients.get(&rcpt.to_string()).into_iter().collect()
-    } else {
-        policy
-            .restriction_keys(rcpt)
-            .iter()
-            .filter_map(|k| policy.recipients.get(&k.to_string()))
-            .collect()
-    };
+    let configured = policy.configured_restrictions(rcpt);
     if !configured.is_empty() {
         return configured
             .into_iter()
