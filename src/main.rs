@@ -212,6 +212,8 @@ async fn reload_on_sighup(path: PathBuf, server: gatehouse::server::ServerSettin
                 if running.same_as(&next.directory) {
                     tracing::info!("directory settings unchanged: its cache and connections are kept");
                     next.directory = running;
+                } else {
+                    next.directory.adopt_stale(&running);
                 }
                 enforcer.replace(next);
                 tracing::info!(config_version = version, previous = old, "configuration reloaded");

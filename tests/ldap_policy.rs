@@ -340,6 +340,15 @@ async fn an_ambiguous_entry_is_a_tempfail_even_when_outages_accept() {
     );
     let log = g.wait_for_log("no usable answer", Duration::from_secs(5));
     assert!(log.contains("refusing to guess"), "{log}");
+    let seen = g.log_count("no usable answer");
+    // Asked again within negative_ttl: the same tempfail from the cache, no
+    // second query and no second error line.
+    let (mail, _) = submit(&mut c, "carol", "carol@example.com", &["x@elsewhere.example"]).await;
+    assert_eq!(mail, "451 4.4.3 Directory server unavailable, try again later");
+    let (_, rcpts) = submit(&mut c, "bob", "bob@example.com", &["y@elsewhere.example"]).await;
+    assert!(rcpts[0].starts_with("550"), "{rcpts:?}");
+    g.wait_for_log("<y@elsewhere.example>", Duration::from_secs(5));
+    assert_eq!(g.log_count("no usable answer"), seen, "{}", g.log());
 }
 
 /// A directory that accepts connections and never answers holds no decision
@@ -374,10 +383,10 @@ async fn a_silent_directory_is_answered_within_the_decision_timeout() {
     drop(silent);
 }
 
-/// A reload during an outage keeps the entries that bridge it: with the
-/// directory settings unchanged the running cache is kept.
-#[tokio::test]
-async fn a_reload_mid_outage_keeps_serving_known_users() {
+/// alice is seen, slapd stops, the file is changed by `change` and reloaded;
+/// past the ttl alice is still served (stale) and dave, never seen, gets a
+/// tempfail. `kept`: whether the running directory was kept.
+async fn reload_mid_outage(change: impl Fn(&str) -> String, kept: bool) {
     let mut slapd = Slapd::start_with(Options {
         tls: false,
         big: false,
@@ -389,16 +398,87 @@ async fn a_reload_mid_outage_keeps_serving_known_users() {
     let (mail, _) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
     assert_eq!(mail, "continue");
     slapd.stop();
-    // A policy change reloaded while the directory is down.
-    let changed = text.replace("mode = \"enforce\"", "mode = \"enforce\"\n# reloaded");
+    let changed = change(&text);
     assert_ne!(changed, text);
     std::fs::write(g.config_dir().join("gatehouse.toml"), changed).unwrap();
     g.signal("HUP");
     g.wait_for_log("configuration reloaded", Duration::from_secs(5));
-    assert!(g.log().contains("cache and connections are kept"));
-    // Past the ttl: alice is served stale, as before the reload.
+    assert_eq!(g.log().contains("cache and connections are kept"), kept);
+    // Past the ttl (nothing fresh either way): alice is served stale, as
+    // before the reload.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
     let (mail, rcpts) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
     assert_eq!((mail.as_str(), rcpts[0].as_str()), ("continue", "continue"));
+    // Someone no cache ever saw: a tempfail, not a guess.
+    let (mail, _) = submit(&mut c, "dave", "dave@example.com", &["x@elsewhere.example"]).await;
+    assert!(mail.starts_with("451"), "{mail}");
+}
+
+/// A policy change reloaded during an outage: the directory settings are
+/// unchanged, so the running cache with the entries bridging it is kept.
+#[tokio::test]
+async fn a_reload_mid_outage_keeps_serving_known_users() {
+    reload_mid_outage(
+        |t| t.replace("mode = \"enforce\"", "mode = \"enforce\"\n# reloaded"),
+        true,
+    )
+    .await;
+}
+
+/// Stale entries survive a reload whatever it changes: with other directory
+/// settings the new cache takes the old answers as stale only.
+#[tokio::test]
+async fn a_reload_with_other_directory_settings_mid_outage_keeps_serving_known_users() {
+    reload_mid_outage(|t| t.replace("timeout = \"1s\"\n", "timeout = \"2s\"\n"), false).await;
+}
+
+/// slapd frozen with SIGSTOP (connections accepted, nothing answered): each
+/// decision is a 4xx within decision_timeout, and once slapd is continued
+/// users are served again within two seconds.
+#[tokio::test]
+async fn a_frozen_directory_is_a_4xx_within_the_deadline_and_recovery_is_quick() {
+    let slapd = Slapd::start_with(Options {
+        tls: false,
+        big: false,
+    });
+    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let text = ldap_example_config(&listen, &slapd, "")
+        .replace("decision_timeout = \"5s\"", "decision_timeout = \"1s\"");
+    assert!(text.contains("decision_timeout = \"1s\""));
+    let g = Gatehouse::start_with(&text, &listen);
+    let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
+    // The pool is connected and used before the freeze.
+    let (mail, _) = submit(&mut c, "dave", "dave@example.com", &["dave@example.com"]).await;
+    assert!(!mail.starts_with('4'), "{mail}");
+    slapd.freeze();
+    for login in ["alice", "carol", "alice"] {
+        let t0 = std::time::Instant::now();
+        let (mail, _) = submit(
+            &mut c,
+            login,
+            &format!("{login}@example.com"),
+            &["x@elsewhere.example"],
+        )
+        .await;
+        let took = t0.elapsed();
+        assert_eq!(mail, "451 4.4.3 Directory server unavailable, try again later");
+        assert!(took < Duration::from_millis(2500), "{login}: took {took:?}");
+    }
+    slapd.thaw();
+    let back = std::time::Instant::now();
+    loop {
+        let (mail, rcpts) = submit(&mut c, "alice", "alice@example.com", &["x@elsewhere.example"]).await;
+        if mail == "continue" {
+            assert_eq!(rcpts[0], "continue");
+            break;
+        }
+        assert!(mail.starts_with("451"), "{mail}");
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "still 451 {:?} after slapd was continued",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -90,6 +90,12 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             m.max_macro_bytes, m.max_packet_size
         )));
     }
+    if !(65536..=1 << 30).contains(&m.max_read_rate) {
+        return Err(err(format!(
+            "milter.max_read_rate = {} is outside 65536..=1073741824 (bytes per second)",
+            m.max_read_rate
+        )));
+    }
     let decision_timeout = m.decision_timeout.0;
     if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&decision_timeout) {
         return Err(err(format!(
@@ -124,6 +130,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         shutdown_timeout: m.shutdown_timeout.0,
         max_packet_size: m.max_packet_size,
         max_macro_bytes: m.max_macro_bytes,
+        max_read_rate: m.max_read_rate,
     };
 
     // [directory]

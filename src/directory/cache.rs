@@ -5,8 +5,14 @@
 //! - Single flight: concurrent misses for one key wait for one query.
 //! - Stale-if-error: when the backend fails, an expired entry younger than
 //!   `ttl + stale_if_error` is served (and counted); otherwise the caller
-//!   gets "directory unavailable". An error is never cached, and never turns
-//!   into "unknown user" or "not a member".
+//!   gets "directory unavailable". An outage is never cached, and never
+//!   turns into "unknown user" or "not a member".
+//! - A permanent fault (an answer no safe decision follows from) is cached
+//!   for `negative_ttl`: it is a tempfail either way, and asking again on
+//!   every transaction only loads the server and floods the log.
+//! - A reload with other directory settings starts a new cache, which adopts
+//!   the old one's entries as stale only: never served while the new
+//!   directory answers, still there to bridge an outage.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -89,8 +95,11 @@ impl Counters {
 }
 
 struct Entry<V> {
-    value: Option<Arc<V>>,
+    /// An answer, or a permanent fault.
+    value: Lookup<V>,
     fetched: Instant,
+    /// Adopted from the cache of an earlier configuration: only for stale-if-error.
+    stale_only: bool,
 }
 
 impl<V> Clone for Entry<V> {
@@ -98,6 +107,7 @@ impl<V> Clone for Entry<V> {
         Entry {
             value: self.value.clone(),
             fetched: self.fetched,
+            stale_only: self.stale_only,
         }
     }
 }
@@ -129,10 +139,9 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     fn lifetime(&self, e: &Entry<V>) -> Duration {
-        if e.value.is_some() {
-            self.settings.ttl
-        } else {
-            self.settings.negative_ttl
+        match e.value {
+            Ok(Some(_)) => self.settings.ttl,
+            Ok(None) | Err(_) => self.settings.negative_ttl,
         }
     }
 
@@ -143,10 +152,10 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         Fut: Future<Output = Lookup<V>>,
     {
         let cached = lock(&self.entries).get(key).cloned();
-        if let Some(e) = &cached {
+        if let Some(e) = cached.as_ref().filter(|e| !e.stale_only) {
             if now.saturating_duration_since(e.fetched) < self.lifetime(e) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return (Ok(e.value.clone()), Source::Cache);
+                return (e.value.clone(), Source::Cache);
             }
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -155,17 +164,16 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             .get_or_init(|| async {
                 self.counters.queries.fetch_add(1, Ordering::Relaxed);
                 let r = fetch().await;
-                match &r {
-                    Ok(value) => {
-                        let e = Entry {
-                            value: value.clone(),
-                            fetched: Instant::now(),
-                        };
-                        lock(&self.entries).put(key.clone(), e);
-                    }
-                    Err(_) => {
-                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                if r.is_err() {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if r.as_ref().map_or_else(|e| e.is_permanent(), |_| true) {
+                    let e = Entry {
+                        value: r.clone(),
+                        fetched: Instant::now(),
+                        stale_only: false,
+                    };
+                    lock(&self.entries).put(key.clone(), e);
                 }
                 r
             })
@@ -182,22 +190,45 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
             // Stale answers bridge outages only: after an unusable answer the
             // old entry may be exactly what changed.
             Err(e) => match cached {
-                Some(old)
-                    if !e.is_permanent()
-                        && now.saturating_duration_since(old.fetched)
-                            < self.lifetime(&old) + self.settings.stale_if_error =>
-                {
+                Some(Entry {
+                    value: Ok(value),
+                    fetched,
+                    ..
+                }) if !e.is_permanent() && self.within_stale_bound(fetched, value.is_some(), now) => {
                     self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                    (Ok(old.value), Source::Stale)
+                    (Ok(value), Source::Stale)
                 }
                 _ => (Err(e), Source::Directory),
             },
         }
     }
 
-    /// Drop everything (reload).
-    pub fn clear(&self) {
-        lock(&self.entries).clear();
+    fn within_stale_bound(&self, fetched: Instant, found: bool, now: Instant) -> bool {
+        let lifetime = if found {
+            self.settings.ttl
+        } else {
+            self.settings.negative_ttl
+        };
+        now.saturating_duration_since(fetched) < lifetime.saturating_add(self.settings.stale_if_error)
+    }
+
+    /// Take over `old`'s answers as stale only (a reload with other
+    /// directory settings): they bridge an outage of the new directory and
+    /// are never served while it answers. Faults are not taken over.
+    pub fn adopt_stale(&self, old: &Cache<K, V>) {
+        if std::ptr::eq(self, old) {
+            return;
+        }
+        let old = lock(&old.entries);
+        let mut entries = lock(&self.entries);
+        // Least recently used first, so the recency order survives.
+        for (k, e) in old.iter().rev() {
+            if e.value.is_ok() && !entries.contains(k) {
+                let mut e = e.clone();
+                e.stale_only = true;
+                entries.put(k.clone(), e);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -305,6 +336,81 @@ mod tests {
         assert!(r.is_err());
         let [_, _, _, errors, stale] = c.counters.snapshot();
         assert_eq!((errors, stale), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_is_cached_for_the_negative_ttl_and_never_bridged() {
+        let c: Cache<String> = Cache::new(settings());
+        let k = "alice".to_string();
+        let _ = c
+            .get_or_fetch(&k, Instant::now(), || async { Ok(Some(user("alice"))) })
+            .await;
+        let later = Instant::now() + Duration::from_secs(11);
+        let ambiguous = || async { Err(DirectoryUnavailable::permanent("two entries")) };
+        let (r, s) = c.get_or_fetch(&k, later, ambiguous).await;
+        assert!(r.unwrap_err().is_permanent(), "not bridged by the old entry");
+        assert_eq!(s, Source::Directory);
+        // Within negative_ttl (2 s) of being seen: answered from the cache.
+        let (r, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(1), || async {
+                unreachable!()
+            })
+            .await;
+        assert!(r.unwrap_err().is_permanent());
+        assert_eq!(s, Source::Cache);
+        // After it, asked again; an outage then has nothing to bridge with.
+        let (r, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(3), || async {
+                Err(DirectoryUnavailable::outage("down"))
+            })
+            .await;
+        assert!(!r.unwrap_err().is_permanent());
+        assert_eq!(s, Source::Directory);
+    }
+
+    #[tokio::test]
+    async fn adopted_entries_bridge_an_outage_and_are_never_served_while_the_directory_answers() {
+        let roomy = CacheSettings {
+            capacity: 10,
+            ..settings()
+        };
+        let old: Cache<String> = Cache::new(roomy);
+        for login in ["alice", "bob"] {
+            let _ = old
+                .get_or_fetch(&login.to_string(), Instant::now(), || async move {
+                    Ok(Some(user(login)))
+                })
+                .await;
+        }
+        let _ = old
+            .get_or_fetch(&"mallory".to_string(), Instant::now(), || async {
+                Err(DirectoryUnavailable::permanent("two entries"))
+            })
+            .await;
+        let new: Cache<String> = Cache::new(roomy);
+        new.adopt_stale(&old);
+        assert_eq!(new.len(), 2, "answers adopted, the fault not");
+        // The new directory answers: its answer, not the adopted one.
+        let (r, s) = new
+            .get_or_fetch(&"alice".to_string(), Instant::now(), || async { Ok(None) })
+            .await;
+        assert_eq!((r.unwrap().is_none(), s), (true, Source::Directory));
+        // The new directory is down: the adopted entry bridges it.
+        let (r, s) = new
+            .get_or_fetch(&"bob".to_string(), Instant::now(), || async {
+                Err(DirectoryUnavailable::outage("down"))
+            })
+            .await;
+        assert_eq!(
+            (r.unwrap().unwrap().entry.login.as_str(), s),
+            ("bob", Source::Stale)
+        );
+        let (r, _) = new
+            .get_or_fetch(&"mallory".to_string(), Instant::now(), || async {
+                Err(DirectoryUnavailable::outage("down"))
+            })
+            .await;
+        assert!(r.is_err());
     }
 
     #[tokio::test]

@@ -185,12 +185,13 @@ impl CachedLdap {
             Ok(Some(Arc::new(ResolvedUser { entry, groups })))
         };
         let result = self.cache.get_or_fetch(&key, Instant::now(), fetch).await;
-        match &result.0 {
-            Err(e) if e.is_permanent() => {
+        match &result {
+            // Logged when found; the cached fault answers quietly for a while.
+            (Err(e), Source::Directory) if e.is_permanent() => {
                 tracing::error!(key = %key, error = %e, "directory lookup gave no usable answer: answered tempfail until fixed")
             }
-            Err(e) => tracing::warn!(key = %key, error = %e, "directory lookup failed"),
-            Ok(_) => {}
+            (Err(e), Source::Directory) => tracing::warn!(key = %key, error = %e, "directory lookup failed"),
+            _ => {}
         }
         result
     }
@@ -209,6 +210,16 @@ impl Directory {
             }
             // The static directory is the configuration itself.
             _ => false,
+        }
+    }
+
+    /// A reload with other directory settings: the new directory takes the
+    /// running one's answers as stale only, so an outage that began before
+    /// the reload is still bridged after it.
+    pub fn adopt_stale(&self, running: &Directory) {
+        if let (Directory::Ldap(new), Directory::Ldap(old)) = (self, running) {
+            new.cache.adopt_stale(&old.cache);
+            new.restrictions.adopt_stale(&old.restrictions);
         }
     }
 
@@ -300,8 +311,8 @@ impl Directory {
                 Ok((!r.is_empty()).then(|| Arc::new(r)))
             })
         };
-        let (r, _) = Box::pin(l.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
-        if let Err(e) = &r {
+        let (r, source) = Box::pin(l.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
+        if let (Err(e), Source::Directory) = (&r, source) {
             tracing::warn!(recipient = %key, error = %e, "reading the recipient's stored restrictions failed");
         }
         r

@@ -37,6 +37,8 @@ pub struct ServerSettings {
     pub max_packet_size: usize,
     /// Bytes of macros (and sender) one connection may keep.
     pub max_macro_bytes: usize,
+    /// Bytes per second one connection is read at, on average.
+    pub max_read_rate: u64,
 }
 
 enum BoundListener {
@@ -154,6 +156,7 @@ static ACCEPT_FAILED: Throttle = Throttle::new(10);
 static OVER_LIMIT: Throttle = Throttle::new(10);
 static IDLE_CLOSED: Throttle = Throttle::new(30);
 static PROTOCOL_ERROR: Throttle = Throttle::new(30);
+static READ_SLOWED: Throttle = Throttle::new(10);
 
 async fn accept_loop<H: Handler>(
     endpoint: Endpoint,
@@ -246,10 +249,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
-    let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout));
+    let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout))
+        .with_read_rate(settings.max_read_rate);
     loop {
         let command = match conn.read_command().await {
-            Ok(Some(c)) => c,
+            Ok(Some(c)) => {
+                if conn.take_slowed() {
+                    if let Some(left_out) = READ_SLOWED.admit(Instant::now()) {
+                        tracing::warn!(peer = %session.peer(), max_read_rate = settings.max_read_rate, left_out, "milter peer sends faster than max_read_rate: reading it slower");
+                    }
+                }
+                c
+            }
             // Postfix closes without QUIT after connection-level decisions: normal.
             Ok(None) => {
                 tracing::debug!(peer = %session.peer(), "milter connection closed by the MTA");

@@ -252,3 +252,37 @@ pub fn reply_text(r: &Option<gatehouse::milter::Reply>) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// A normal bridgehead transaction still gets the right answers: a local
+/// recipient accepted, an external one refused, the message accepted.
+pub async fn still_serves(g: &Gatehouse) {
+    use gatehouse::milter::Reply;
+    let mut c = session(&g.endpoint, "bridgehead", "192.0.2.7").await;
+    let r = c
+        .transaction(&gatehouse::milter::client::Envelope {
+            sender: "x@partner.example".into(),
+            recipients: vec!["carol@example.com".into(), "v@elsewhere.example".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.mail, Some(Reply::Continue));
+    assert_eq!(r.rcpts[0], Some(Reply::Continue));
+    assert!(
+        matches!(r.rcpts[1], Some(Reply::ReplyCode(_))),
+        "{:?}",
+        r.rcpts[1]
+    );
+    assert_eq!(r.end, Some(Reply::Accept));
+}
+
+/// Resident memory of a process, from /proc (KiB).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}

@@ -149,6 +149,23 @@ impl Slapd {
         fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
+    /// Freeze slapd with SIGSTOP: the kernel still accepts connections and
+    /// queues requests, nothing is answered until [`Slapd::thaw`].
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Slapd::freeze`]: slapd answers again, queued requests first.
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("slapd is running").to_string();
+        let ok = Command::new("kill").args([&format!("-{sig}"), &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} slapd");
+    }
+
     /// Stop slapd (SIGTERM to its PID, then wait; SIGKILL after 10 s). The
     /// configuration and data stay for [`Slapd::restart`]. Clients see
     /// "connection refused" until then. Does nothing when already stopped.
@@ -159,6 +176,11 @@ impl Slapd {
         if child.try_wait().expect("slapd status").is_some() {
             return; // already exited (and now reaped)
         }
+        // A frozen slapd would hold SIGTERM until continued.
+        let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
         // std can only SIGKILL; SIGTERM lets slapd close its database cleanly.
         let termed = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
