@@ -19,8 +19,9 @@ use crate::milter::negotiate::MacroRequest;
 use crate::milter::protocol::MacroStage;
 use crate::milter::session::{parse_client_address, Facts, Handler, Verdict};
 use crate::policy::{
-    evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt_with, stricter, Action, Address, Decision, Listener,
-    ListenerContext, ListenerId, MtaView, Policy, RecipientRule, ReplyKind, StoredRule, Subject, SubjectKind,
+    evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt_after_mail, stricter, Action, Address, Decision,
+    Listener, ListenerContext, ListenerId, MtaView, Policy, RecipientRule, ReplyKind, StoredRule, Subject,
+    SubjectKind,
 };
 
 /// One configuration generation: the rules and the directory they refer to.
@@ -79,6 +80,8 @@ pub struct Transaction {
     listener: Option<ListenerId>,
     subject: Subject,
     sender: Option<Address>,
+    /// The MAIL decision, which holds for every recipient (`None` without a listener).
+    mail: Option<Decision>,
 }
 
 /// Session facts as the policy sees them, for one decision (also used by `explain`).
@@ -353,30 +356,38 @@ fn without_blanks_and_comments(raw: &str) -> String {
 /// Postfix hands every recipient of a `virtual_alias_domains` domain to its
 /// `error` transport and expands it later, so an `error` view is judged too
 /// when it is an address (Sendmail's carries the error text instead).
-pub fn mta_recipient(policy: &Policy, macros: &MacroStore) -> Option<Address> {
-    let addr = macros.get_str("rcpt_addr")?;
-    let mailer = macros.get_str("rcpt_mailer").unwrap_or_default();
+pub fn mta_recipient(policy: &Policy, macros: &MacroStore, typed: &str) -> Option<Address> {
+    let text = |name| macros.get(name).map(|v| String::from_utf8_lossy(v));
+    let addr = text("rcpt_addr")?;
+    let addr: &str = &addr;
+    let mailer = text("rcpt_mailer").unwrap_or_default();
     let default = policy.addresses.default_domain.as_deref();
     if addr.trim().is_empty() {
         return None;
     }
+    let local_or_error = mailer.eq_ignore_ascii_case("local") || mailer.eq_ignore_ascii_case("error");
+    // The common case: the MTA routes the recipient as typed; the typed
+    // view is judged anyway.
+    if !local_or_error && typed.strip_prefix('<').and_then(|t| t.strip_suffix('>')) == Some(addr) {
+        return None;
+    }
     if mailer.eq_ignore_ascii_case("error") {
-        return match Address::parse(&addr) {
+        return match Address::parse(addr) {
             Ok(Some(a)) if !a.domain.is_empty() => Some(a),
             _ => None,
         };
     }
     if mailer.eq_ignore_ascii_case("local") {
-        let local = addr.rsplit_once('@').map_or(addr.as_str(), |(l, _)| l);
+        let local = addr.rsplit_once('@').map_or(addr, |(l, _)| l);
         return Some(match Address::parse(local) {
             Ok(Some(a)) if a.domain.is_empty() => a.completed(default),
-            _ => Address::from_mta(&addr),
+            _ => Address::from_mta(addr),
         });
     }
-    let view = Address::from_mta(&addr);
+    let view = Address::from_mta(addr);
     if view.domain.is_empty() {
         // A remote mailer with a bare user: the host is where it goes.
-        if let Some(host) = macros.get_str("rcpt_host").filter(|h| !h.trim().is_empty()) {
+        if let Some(host) = text("rcpt_host").filter(|h| !h.trim().is_empty()) {
             return Some(Address::from_mta(&format!("{}@{}", view.local, host.trim())));
         }
     }
@@ -390,12 +401,12 @@ pub fn mta_recipient(policy: &Policy, macros: &MacroStore) -> Option<Address> {
 pub async fn judge_rcpt(
     snapshot: &Snapshot,
     listener: &Listener,
-    subject: &Subject,
-    sender: Option<&Address>,
+    mail: &MailStage<'_>,
     raw: &str,
     mta: Option<Address>,
 ) -> RcptJudgement {
     let policy = &*snapshot.policy;
+    let (subject, sender) = (mail.subject, mail.sender);
     let typed = match Address::parse(raw) {
         Ok(Some(a)) => a.completed(policy.addresses.default_domain.as_deref()),
         Ok(None) | Err(_) => {
@@ -408,7 +419,7 @@ pub async fn judge_rcpt(
     };
     // Both views share one directory budget.
     let deadline = tokio::time::Instant::now() + policy.decision_timeout;
-    let decide = |view| decide_view(snapshot, listener, subject, sender, view, deadline);
+    let decide = |view| decide_view(snapshot, listener, mail, view, deadline);
     let by_typed = decide(&typed).await;
     let Some(mta) = mta.filter(|m| *m != typed) else {
         return RcptJudgement {
@@ -443,20 +454,28 @@ pub async fn judge_rcpt(
 async fn decide_view(
     snapshot: &Snapshot,
     listener: &Listener,
-    subject: &Subject,
-    sender: Option<&Address>,
+    mail: &MailStage<'_>,
     view: &Address,
     deadline: tokio::time::Instant,
 ) -> Decision {
     let stored = stored_rule(snapshot, view, deadline).await;
-    evaluate_rcpt_with(
+    evaluate_rcpt_after_mail(
         &snapshot.policy,
         listener,
-        subject,
-        sender,
+        mail.subject,
+        mail.sender,
+        mail.decision,
         view,
         stored.as_stored(),
     )
+}
+
+/// What a transaction's recipients are judged with: who sends, and the
+/// MAIL decision (taken once; it holds for every recipient).
+pub struct MailStage<'a> {
+    pub subject: &'a Subject,
+    pub sender: Option<&'a Address>,
+    pub decision: &'a Decision,
 }
 
 /// A recipient's decision and the addresses it was made on.
@@ -572,6 +591,7 @@ impl Handler for Enforcer {
             }
             None => Subject::anonymous(),
         };
+        let mut mail = None;
         let verdict = match listener {
             None => {
                 tracing::warn!(
@@ -596,7 +616,9 @@ impl Handler for Enforcer {
                     mta_rcpt: None,
                 }
                 .emit(&d);
-                verdict_for(policy, &d, None)
+                let verdict = verdict_for(policy, &d, None);
+                mail = Some(d);
+                verdict
             }
         };
         let tx = Transaction {
@@ -604,13 +626,14 @@ impl Handler for Enforcer {
             subject,
             sender,
             snapshot: snapshot.clone(),
+            mail,
         };
         (verdict, tx)
     }
 
     async fn rcpt(&self, tx: &mut Transaction, facts: &Facts<'_>, argv: &[Bytes]) -> Verdict {
         let policy = &*tx.snapshot.policy;
-        let Some(id) = tx.listener else {
+        let (Some(id), Some(mail)) = (tx.listener, &tx.mail) else {
             return Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None));
         };
         let l = policy.listener_by_id(id);
@@ -618,18 +641,15 @@ impl Handler for Enforcer {
             .first()
             .map(|r| String::from_utf8_lossy(r))
             .unwrap_or_default();
-        let mta = mta_recipient(policy, facts.macros);
+        let mta = mta_recipient(policy, facts.macros, &raw);
+        let mail_stage = MailStage {
+            subject: &tx.subject,
+            sender: tx.sender.as_ref(),
+            decision: mail,
+        };
         // Boxed: the decision's state machine would otherwise be part of
         // every connection task's memory, idle or not.
-        let j = Box::pin(judge_rcpt(
-            &tx.snapshot,
-            l,
-            &tx.subject,
-            tx.sender.as_ref(),
-            &raw,
-            mta,
-        ))
-        .await;
+        let j = Box::pin(judge_rcpt(&tx.snapshot, l, &mail_stage, &raw, mta)).await;
         LogLine {
             facts,
             policy,
@@ -672,8 +692,13 @@ pub async fn explain(
     let mail = evaluate_mail(policy, l, &subject, env.sender);
     let mut judged = Vec::new();
     if mail.action == Action::Accept || mail.monitored {
+        let stage = MailStage {
+            subject: &subject,
+            sender: env.sender,
+            decision: &mail,
+        };
         for r in rcpts {
-            judged.push(judge_rcpt(snapshot, l, &subject, env.sender, r, None).await);
+            judged.push(judge_rcpt(snapshot, l, &stage, r, None).await);
         }
     }
     Explanation {
@@ -719,7 +744,7 @@ mod tests {
             .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
             .collect();
         m.set(crate::milter::protocol::cmd::RCPT, pairs);
-        mta_recipient(&policy(), &m).map(|a| a.to_string())
+        mta_recipient(&policy(), &m, "").map(|a| a.to_string())
     }
 
     #[test]
@@ -791,7 +816,7 @@ mod tests {
             crate::milter::protocol::cmd::RCPT,
             vec![(Bytes::from("{rcpt_addr}"), Bytes::from("x@a;@example.com"))],
         );
-        let v = mta_recipient(&policy(), &m).unwrap();
+        let v = mta_recipient(&policy(), &m, "").unwrap();
         assert!(!policy().is_local(&v), "{v}");
     }
 }

@@ -395,7 +395,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             require_authenticated: r.require_authenticated,
             mode: r.mode,
         };
-        if recipients.insert(address.to_string(), rule).is_some() {
+        if recipients.insert(address.clone(), rule).is_some() {
             return Err(at(span, format!("recipient {address} is listed twice")));
         }
     }

@@ -55,7 +55,14 @@ impl Memberships {
 
     /// The membership path to `group` (by name or DN, any case), if a member.
     pub fn path_to(&self, group: &str) -> Option<&Arc<[String]>> {
-        self.paths.get(&group.to_lowercase())
+        // Asked for every group of every rule on every transaction: a name
+        // already in lower case (as configured names usually are) costs no
+        // allocation.
+        if group.chars().any(char::is_uppercase) {
+            self.paths.get(&group.to_lowercase())
+        } else {
+            self.paths.get(group)
+        }
     }
 
     pub fn contains(&self, group: &str) -> bool {

@@ -15,8 +15,9 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::codec::{
     encode_command, encode_reply, missing_bytes, parse_command, parse_reply, split_packet, Command,
@@ -47,6 +48,8 @@ pub struct Connection<S> {
     write: BytesMut,
     max_packet: usize,
     idle_timeout: Option<Duration>,
+    /// The idle timer, created at the first wait.
+    idle: Option<Pin<Box<Sleep>>>,
     rate: Option<ReadRate>,
 }
 
@@ -63,16 +66,34 @@ struct ReadRate {
 }
 
 impl ReadRate {
-    fn refill(&mut self, now: Instant) {
+    fn new(per_second: u64, burst: f64, now: Instant) -> Self {
+        ReadRate {
+            per_second: per_second.max(1) as f64,
+            burst,
+            tokens: burst,
+            refilled: now,
+            slowed: false,
+            reported: false,
+        }
+    }
+
+    /// How long to wait before reading on, if the peer is in debt. The
+    /// clock is read only when the stored tokens ran out: refilling is
+    /// capped at the burst, so a non-negative count needs no refill to
+    /// know that reading may go on.
+    fn wait(&mut self, now: impl FnOnce() -> Instant) -> Option<Duration> {
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let now = now();
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled = now;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_second))
     }
 
-    /// How long to wait before reading on, if the peer is in debt.
-    fn wait(&mut self, now: Instant) -> Option<Duration> {
-        self.refill(now);
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_second))
+    fn spend(&mut self, bytes: usize) {
+        self.tokens -= bytes as f64;
     }
 }
 
@@ -84,6 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             write: BytesMut::new(),
             max_packet,
             idle_timeout,
+            idle: None,
             rate: None,
         }
     }
@@ -92,14 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// up to one largest packet.
     pub fn with_read_rate(mut self, per_second: u64) -> Self {
         let burst = self.max_packet as f64 + 4.0;
-        self.rate = Some(ReadRate {
-            per_second: per_second.max(1) as f64,
-            burst,
-            tokens: burst,
-            refilled: Instant::now(),
-            slowed: false,
-            reported: false,
-        });
+        self.rate = Some(ReadRate::new(per_second, burst, Instant::now()));
         self
     }
 
@@ -127,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Ok(Some(packet));
             }
             self.flush().await?;
-            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(Instant::now())) {
+            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(Instant::now)) {
                 tokio::time::sleep(wait).await;
                 if let Some(r) = &mut self.rate {
                     r.slowed = true;
@@ -141,14 +156,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Some(t) => {
                     // Started after the flush: the peer's time begins once it has our reply.
                     let at = *deadline.get_or_insert_with(|| Instant::now() + t);
-                    tokio::time::timeout_at(at, self.stream.read_buf(&mut self.read))
-                        .await
-                        .map_err(|_| ConnectionError::Idle(t))??
+                    // One timer per connection, armed at an earlier or this
+                    // packet's deadline: deadlines only move forward, so a
+                    // timer that fires early is re-armed once per
+                    // idle_timeout instead of once per packet.
+                    let idle = self
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = self.stream.read_buf(&mut self.read) => break r?,
+                            () = idle.as_mut() => {
+                                if Instant::now() >= at {
+                                    return Err(ConnectionError::Idle(t));
+                                }
+                                idle.as_mut().reset(at);
+                            }
+                        }
+                    }
                 }
                 None => self.stream.read_buf(&mut self.read).await?,
             };
             if let Some(r) = &mut self.rate {
-                r.tokens -= n as f64;
+                r.spend(n);
             }
             if n == 0 {
                 return if self.read.is_empty() {
@@ -218,41 +249,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 mod tests {
     use super::*;
 
-    fn packet(len: usize) -> Vec<u8> {
-        let mut p = ((len + 1) as u32).to_be_bytes().to_vec();
-        p.push(b'D');
-        p.extend(std::iter::repeat_n(b'x', len));
-        p
-    }
-
-    /// The first packets pass at once (the burst), then reads follow the
-    /// rate; an MTA-sized exchange is never delayed.
-    #[tokio::test(start_paused = true)]
-    async fn the_read_rate_lets_a_burst_pass_and_slows_a_flood() {
-        let (mut peer, ours) = tokio::io::duplex(1 << 20);
-        let mut conn = Connection::new(ours, 65536, Some(Duration::from_secs(5))).with_read_rate(65536);
+    /// A rested peer passes its burst at once, then is read at the rate;
+    /// refilling never exceeds the burst.
+    #[test]
+    fn the_read_rate_lets_a_burst_pass_and_slows_a_flood() {
         let t0 = Instant::now();
-        peer.write_all(&packet(300)).await.unwrap();
-        assert!(conn.read_packet().await.unwrap().is_some());
-        assert_eq!(
-            t0.elapsed(),
-            Duration::ZERO,
-            "an MTA-sized packet waits for nothing"
-        );
-        assert!(!conn.take_slowed());
-        // Ten packets of 64 KiB: the burst covers the first, the rest are
-        // read at 64 KiB/s (the last one's debt is paid by the next read),
-        // and our own waiting never counts as idleness (5 s).
-        for _ in 0..10 {
-            peer.write_all(&packet(65000)).await.unwrap();
-            assert!(conn.read_packet().await.unwrap().is_some());
-        }
-        let took = t0.elapsed();
-        assert!(
-            took >= Duration::from_secs(7) && took < Duration::from_secs(10),
-            "{took:?}"
-        );
-        assert!(conn.take_slowed());
-        assert!(!conn.take_slowed(), "said once per connection");
+        let at = |ms: u64| move || t0 + Duration::from_millis(ms);
+        let mut r = ReadRate::new(1000, 2000.0, t0);
+        r.spend(300);
+        assert_eq!(r.wait(|| unreachable!("no clock while in credit")), None);
+        r.spend(2200);
+        // 500 bytes in debt at 1000 bytes/s: half a second.
+        assert_eq!(r.wait(at(0)), Some(Duration::from_millis(500)));
+        assert_eq!(r.wait(at(500)), None);
+        r.spend(1000);
+        assert_eq!(r.wait(at(1000)), Some(Duration::from_millis(500)));
+        assert_eq!(r.wait(at(1500)), None);
+        // A long rest refills to the burst, no further.
+        r.spend(2000);
+        assert_eq!(r.wait(at(60_000)), None);
+        r.spend(2500);
+        assert_eq!(r.wait(at(60_000)), Some(Duration::from_millis(500)));
     }
 }

@@ -21,7 +21,10 @@ use ipnet::IpNet;
 pub use address::{Address, AddressError};
 pub use listener::{ListenerContext, ListenerMatch};
 pub use reply::{Replies, ReplyKind, ReplyTemplate};
-pub use rules::{evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt, evaluate_rcpt_with, stricter};
+pub use rules::{
+    evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt, evaluate_rcpt_after_mail, evaluate_rcpt_with,
+    stricter,
+};
 
 use crate::directory::{DirectoryUnavailable, ResolvedUser};
 
@@ -181,7 +184,7 @@ pub struct Policy {
     pub listeners: Vec<Listener>,
     /// Used when no other listener matches.
     pub default_listener: Option<Listener>,
-    pub recipients: HashMap<String, RecipientRule>,
+    pub recipients: HashMap<Address, RecipientRule>,
     pub replies: Replies,
 }
 
@@ -251,11 +254,11 @@ impl Policy {
                 .is_none();
         if plain {
             // The common case, on every RCPT: the address is its only spelling.
-            return self.recipients.get(&address.to_string()).into_iter().collect();
+            return self.recipients.get(address).into_iter().collect();
         }
         self.restriction_keys(address)
             .iter()
-            .filter_map(|k| self.recipients.get(&k.to_string()))
+            .filter_map(|k| self.recipients.get(k))
             .collect()
     }
 

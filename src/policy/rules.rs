@@ -95,12 +95,26 @@ pub fn evaluate_rcpt_with(
     rcpt: &Address,
     stored: StoredRule<'_>,
 ) -> Decision {
+    let mail = evaluate_mail(policy, listener, subject, sender);
+    evaluate_rcpt_after_mail(policy, listener, subject, sender, &mail, rcpt, stored)
+}
+
+/// As [`evaluate_rcpt_with`], with the transaction's MAIL decision already
+/// taken (it depends on nothing a recipient changes).
+pub fn evaluate_rcpt_after_mail(
+    policy: &Policy,
+    listener: &Listener,
+    subject: &Subject,
+    sender: Option<&Address>,
+    mail: &Decision,
+    rcpt: &Address,
+    stored: StoredRule<'_>,
+) -> Decision {
     let listener_mode = listener.mode.unwrap_or(policy.mode);
     // The MAIL-stage rules hold for every recipient too: a session refused at
     // MAIL in monitor mode must not look clean at RCPT.
-    let mail = evaluate_mail(policy, listener, subject, sender);
     if mail.action != Action::Accept {
-        return mail;
+        return mail.clone();
     }
     if let Err(d) = relay(policy, listener, subject, rcpt) {
         return with_mode(d, listener_mode);
@@ -490,7 +504,7 @@ mod tests {
             default_listener: None,
             recipients: recipients
                 .into_iter()
-                .map(|r| (r.address.to_string(), r))
+                .map(|r| (r.address.clone(), r))
                 .collect::<HashMap<_, _>>(),
             replies: Replies::default(),
         }
