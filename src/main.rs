@@ -207,6 +207,9 @@ async fn reload_on_sighup(path: PathBuf, server: gatehouse::server::ServerSettin
                     tracing::warn!("[milter] settings changed; they apply after a restart");
                 }
                 let version = new.policy.version;
+                for what in new.policy.removed_since(&enforcer.snapshot().policy) {
+                    tracing::warn!(config_version = version, "reload removes {what}");
+                }
                 let mut next = snapshot(&new);
                 let running = enforcer.snapshot().directory.clone();
                 if running.same_as(&next.directory) {
@@ -219,7 +222,15 @@ async fn reload_on_sighup(path: PathBuf, server: gatehouse::server::ServerSettin
                 tracing::info!(config_version = version, previous = old, "configuration reloaded");
             }
             Err(e) => {
-                tracing::error!(error = %e, config_version = old, "reload refused; the running configuration stays")
+                // One event, one line: the parser's message has a snippet over several.
+                let error = e
+                    .to_string()
+                    .split('\n')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::error!(error = %error, config_version = old, "reload refused; the running configuration stays")
             }
         }
     }
@@ -246,10 +257,13 @@ fn check(config: &Config) -> ExitCode {
     for e in &report.errors {
         println!("error: {e}");
     }
-    if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    // 1: errors; 2: warnings only (scripts can tell "valid but risky"); 0: clean.
+    if !report.errors.is_empty() {
         ExitCode::FAILURE
+    } else if !report.warnings.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

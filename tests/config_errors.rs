@@ -220,19 +220,12 @@ fn a_match_on_a_socket_that_is_not_listened_on() {
 
 #[test]
 fn risky_settings_are_warnings() {
-    let text = EXAMPLE.replace(
-        "trusted_networks = [\"10.0.0.0/8\"]",
-        "trusted_networks = [\"0.0.0.0/0\"]",
-    );
-    let c = config::parse(&text, Path::new("x.toml")).unwrap();
+    let c = config::parse("[[listener]]\nname = \"default\"\n", Path::new("x.toml")).unwrap();
     assert!(
-        c.warnings.iter().any(|w| w.contains("every client may relay")),
+        c.warnings.iter().any(|w| w.contains("domains.local is empty")),
         "{:?}",
         c.warnings
     );
-    let c = config::parse("", Path::new("empty.toml")).unwrap();
-    assert!(c.warnings.iter().any(|w| w.contains("domains.local is empty")));
-    assert!(c.warnings.iter().any(|w| w.contains("no [[listener]]")));
 }
 
 #[test]
@@ -261,7 +254,7 @@ fn check_command_warns_about_groups_that_resolve_to_nobody() {
         );
     let out = common::gatehouse_check(&text);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "warnings are not errors: {stdout}");
+    assert_eq!(out.status.code(), Some(2), "warnings only: exit 2: {stdout}");
     assert!(
         stdout.contains(
             "warning: group \"Nobody Here\" (listener \"submission\" relay.deny_groups) resolves to nobody"
@@ -291,5 +284,107 @@ fn routed_or_invalid_recipients_are_refused() {
         );
         let e = error_of(&text);
         assert!(e.contains("is not an address"), "{bad}: {e}");
+    }
+}
+
+/// Trusted clients relay without authenticating: trusted networks with
+/// public space wider than [safety] allows are an open relay, refused at
+/// load with the listener's line, in any split and on any listener.
+#[test]
+fn open_relay_trusted_networks_are_refused_in_any_split() {
+    for (listener_marker, nets) in [
+        ("\nname = \"bridgehead\"", "[\"0.0.0.0/0\"]"),
+        ("\nname = \"bridgehead\"", "[\"0.0.0.0/1\", \"128.0.0.0/1\"]"),
+        ("\nname = \"bridgehead\"", "[\"::/0\"]"),
+        ("\nname = \"submission\"", "[\"0.0.0.0/0\"]"),
+        ("\nname = \"default\"", "[\"0.0.0.0/0\"]"),
+    ] {
+        let text = EXAMPLE
+            .replace("trusted_networks = [\"10.0.0.0/8\"]", "# no trusted networks")
+            .replace(
+                listener_marker,
+                &format!("{listener_marker}\ntrusted_networks = {nets}"),
+            );
+        let e = error_of(&text);
+        assert!(e.contains("open relay"), "{nets} on {listener_marker}: {e}");
+        assert!(
+            e.contains(&format!(
+                "line {}",
+                line_of(&text, listener_marker.trim_start()) - 1
+            )),
+            "{nets} on {listener_marker}: names the listener's table: {e}"
+        );
+        // Acknowledged: loads, with a warning.
+        let acknowledged = text.replace(
+            &format!("{listener_marker}\n"),
+            &format!("{listener_marker}\nacknowledge_open_relay = true\n"),
+        );
+        let c = config::parse(&acknowledged, Path::new("g.toml")).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("open relay") && w.contains("acknowledged")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
+
+#[test]
+fn wide_private_trusted_networks_warn_and_the_limit_is_configurable() {
+    let text = EXAMPLE.replace(
+        "trusted_networks = [\"10.0.0.0/8\"]",
+        "trusted_networks = [\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\"]",
+    );
+    let c = config::parse(&text, Path::new("g.toml")).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("bridgehead") && w.contains("trusted_networks cover")),
+        "{:?}",
+        c.warnings
+    );
+    let strict = EXAMPLE.replace("trusted_ipv4_prefix = 8 ", "trusted_ipv4_prefix = 16 ");
+    assert_ne!(strict, EXAMPLE);
+    let c = config::parse(&strict, Path::new("g.toml")).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("bridgehead")),
+        "{:?}",
+        c.warnings
+    );
+    let public = EXAMPLE.replace(
+        "trusted_networks = [\"10.0.0.0/8\"]",
+        "trusted_networks = [\"198.51.0.0/16\"]",
+    );
+    let e = error_of(&public.replace("trusted_ipv4_prefix = 8 ", "trusted_ipv4_prefix = 24 "));
+    assert!(e.contains("open relay"), "{e}");
+    let e = error_of(&EXAMPLE.replace("trusted_ipv4_prefix = 8 ", "trusted_ipv4_prefix = 33 "));
+    assert!(e.contains("safety.trusted_ipv4_prefix"), "{e}");
+}
+
+/// A listener without match keys beside "default" would silently take
+/// every session default is there for.
+#[test]
+fn a_second_catch_all_is_refused() {
+    let text = EXAMPLE.replace("match = { daemon_name = \"bridgehead\" }", "match = {}");
+    let e = error_of(&text);
+    assert!(e.contains("second catch-all"), "{e}");
+    assert!(
+        e.contains(&format!("line {}", line_of(&text, "name = \"bridgehead\"") - 1)),
+        "{e}"
+    );
+}
+
+/// An empty file, or one cut before the listeners, has no policy: refused
+/// (a reload of it is refused too, and the running policy stays).
+#[test]
+fn an_empty_or_truncated_file_is_refused() {
+    for text in [
+        "",
+        "\n# nothing\n",
+        &EXAMPLE[..EXAMPLE.find("[[listener]]").unwrap()],
+    ] {
+        let e = error_of(text);
+        assert!(e.contains("no [[listener]]"), "{e}");
     }
 }

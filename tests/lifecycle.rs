@@ -174,6 +174,26 @@ async fn sighup_reloads_for_new_transactions_and_refuses_a_broken_file() {
     let log = g.wait_for_log("rule=\"relay\"", Duration::from_secs(5));
     let line = log.lines().find(|l| l.contains("rule=\"relay\"")).unwrap();
     assert!(line.contains("config_version=2"), "{line}");
+
+    // The refusal is one log line, whatever the parser's message spans.
+    let refusal = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    assert!(refusal.contains("bogus_key"), "{refusal}");
+
+    // An empty file is refused: the running policy stays.
+    std::fs::write(&g.config_path, "").unwrap();
+    g.signal("HUP");
+    g.wait_for_log("no [[listener]]", Duration::from_secs(5));
+    // A file cut before [[recipient]] is a valid policy, but what it drops
+    // is said loudly.
+    let cut = &text[..text.find("\n[[recipient]]").unwrap()];
+    std::fs::write(&g.config_path, cut).unwrap();
+    g.signal("HUP");
+    let log = g.wait_for_log("reload removes", Duration::from_secs(5));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reload removes the restrictions on all-staff@example.com")),
+        "{log}"
+    );
 }
 
 #[tokio::test]

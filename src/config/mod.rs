@@ -7,6 +7,7 @@
 //! are reported with its line number.
 
 mod raw;
+pub mod relay_safety;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -260,9 +261,23 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     let addresses = address_settings(raw.addresses, &local_domains)
         .map_err(|(span, m)| at(span, format!("addresses.{m}")))?;
 
+    // [safety]
+    let safety = raw.safety;
+    if safety.trusted_ipv4_prefix > 32 || safety.trusted_ipv6_prefix > 128 {
+        return Err(err(format!(
+            "safety.trusted_ipv4_prefix = {} / trusted_ipv6_prefix = {}: prefix lengths are 0..=32 and 0..=128",
+            safety.trusted_ipv4_prefix, safety.trusted_ipv6_prefix
+        )));
+    }
+    let limits = relay_safety::TrustLimits {
+        ipv4_prefix: safety.trusted_ipv4_prefix,
+        ipv6_prefix: safety.trusted_ipv6_prefix,
+    };
+
     // [[listener]]
     let mut listeners: Vec<Listener> = Vec::new();
     let mut default_listener = None;
+    let mut catch_all = None;
     let mut spans = Vec::new();
     for l in raw.listener {
         let span = l.span();
@@ -303,11 +318,32 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             socket: mm.socket.map(|s| s.0.to_string()),
             client: mm.client.into_iter().map(|n| n.0).collect(),
         };
+        let trusted: Vec<_> = l.trusted_networks.iter().map(|n| n.0).collect();
+        match relay_safety::judge(&trusted, limits) {
+            relay_safety::Verdict::Narrow => {}
+            relay_safety::Verdict::Wide(what) => warnings.push(format!(
+                "listener {:?}: trusted_networks cover {what} (more than [safety] allows): every client there may relay without authenticating",
+                l.name
+            )),
+            relay_safety::Verdict::OpenRelay(what) if l.acknowledge_open_relay => warnings.push(format!(
+                "listener {:?}: trusted_networks cover {what}: an open relay for those clients (acknowledged)",
+                l.name
+            )),
+            relay_safety::Verdict::OpenRelay(what) => {
+                return Err(at(
+                    span,
+                    format!(
+                        "listener {:?}: trusted_networks cover {what}: any client there may relay without authenticating (an open relay). Narrow the ranges, or set acknowledge_open_relay = true if that is meant",
+                        l.name
+                    ),
+                ))
+            }
+        }
         let listener = Listener {
             name: l.name,
             matcher,
             allow_anonymous: l.allow_anonymous,
-            trusted_networks: l.trusted_networks.into_iter().map(|n| n.0).collect(),
+            trusted_networks: trusted,
             reject_anonymous_local_sender: l.reject_anonymous_local_sender,
             require_sender_match: l.require_sender_match,
             submit: GroupRule {
@@ -352,23 +388,24 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
-        if listener.allow_anonymous && listener.trusted_networks.iter().any(|n| n.prefix_len() == 0) {
-            warnings.push(format!(
-                "listener {:?}: trusted_networks contains {}: every client may relay",
-                listener.name,
-                listener
-                    .trusted_networks
-                    .iter()
-                    .find(|n| n.prefix_len() == 0)
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ));
+        if listener.matcher == ListenerMatch::default() {
+            catch_all = Some((listener.name.clone(), span.clone()));
         }
         spans.push(span);
         listeners.push(listener);
     }
+    if let (Some((name, span)), Some(_)) = (catch_all, &default_listener) {
+        // It would silently take every session "default" is there for.
+        return Err(at(
+            span,
+            format!("listener {name:?} has no match keys: a second catch-all beside \"default\""),
+        ));
+    }
     if listeners.is_empty() && default_listener.is_none() {
-        warnings.push("no [[listener]]: every session is answered 451 (no policy for this listener)".into());
+        // An empty or cut file: refused rather than answering 451 to all.
+        return Err(err(
+            "no [[listener]]: there is no policy to enforce (an empty or truncated file?)".into(),
+        ));
     }
 
     // [[recipient]]

@@ -108,6 +108,26 @@ pub struct RawConfig {
     pub recipient: Vec<Spanned<RawRecipient>>,
     #[serde(default)]
     pub replies: RawReplies,
+    #[serde(default)]
+    pub safety: RawSafety,
+}
+
+/// `[safety]`: how wide trusted networks may be.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSafety {
+    pub trusted_ipv4_prefix: u8,
+    pub trusted_ipv6_prefix: u8,
+}
+
+impl Default for RawSafety {
+    fn default() -> Self {
+        let d = super::relay_safety::TrustLimits::default();
+        RawSafety {
+            trusted_ipv4_prefix: d.ipv4_prefix,
+            trusted_ipv6_prefix: d.ipv6_prefix,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,6 +354,10 @@ pub struct RawListener {
     pub relay: RawGroupRule,
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Trusted networks with public space wider than `[safety]` allows are
+    /// an error unless this says the open relay is meant.
+    #[serde(default)]
+    pub acknowledge_open_relay: bool,
 }
 
 fn yes() -> bool {

@@ -280,6 +280,34 @@ impl Policy {
         keys
     }
 
+    /// What a reload from `old` to this policy takes away: listeners and
+    /// restricted recipients that are gone, for the log (a file cut short
+    /// must not drop restrictions silently).
+    pub fn removed_since(&self, old: &Policy) -> Vec<String> {
+        let names = |p: &Policy| -> Vec<String> {
+            p.listeners
+                .iter()
+                .chain(p.default_listener.iter())
+                .map(|l| l.name.to_ascii_lowercase())
+                .collect()
+        };
+        let now = names(self);
+        let mut removed: Vec<String> = names(old)
+            .into_iter()
+            .filter(|n| !now.contains(n))
+            .map(|n| format!("listener {n:?}"))
+            .collect();
+        let mut gone: Vec<String> = old
+            .recipients
+            .keys()
+            .filter(|a| !self.recipients.contains_key(*a))
+            .map(|a| format!("the restrictions on {a}"))
+            .collect();
+        gone.sort();
+        removed.extend(gone);
+        removed
+    }
+
     /// The listener for a session, most specific match first, else `default`.
     pub fn select_listener(&self, ctx: &ListenerContext<'_>) -> Option<ListenerId> {
         self.listeners
