@@ -388,3 +388,133 @@ fn an_empty_or_truncated_file_is_refused() {
         assert!(e.contains("no [[listener]]"), "{e}");
     }
 }
+
+/// Values that would break the daemon are refused with the line, the key
+/// and the allowed range (measured before: `idle_timeout = "0s"` closed every
+/// connection, `level = "verbose"` silenced the refusal log, a huge ttl
+/// overflowed, `max_connections` was truncated).
+#[test]
+fn absurd_values_are_refused_with_line_key_and_range() {
+    for (from, to, key) in [
+        (
+            "idle_timeout = \"5m\"",
+            "idle_timeout = \"0s\"",
+            "milter.idle_timeout",
+        ),
+        (
+            "max_connections = 4096",
+            "max_connections = 5000000000",
+            "milter.max_connections",
+        ),
+        (
+            "max_packet_size = 1048576",
+            "max_packet_size = 1024",
+            "milter.max_packet_size",
+        ),
+        ("level = \"info\"", "level = \"verbose\"", "log.level"),
+        ("ttl = \"5m\"", "ttl = \"30000d\"", "cache.ttl"),
+        ("capacity = 10000 ", "capacity = 0 ", "cache.capacity"),
+    ] {
+        let text = EXAMPLE.replacen(from, to, 1);
+        assert_ne!(text, EXAMPLE, "{from}");
+        let e = error_of(&text);
+        let line = line_of(&text, to);
+        assert!(e.contains(key), "{to}: {e}");
+        assert!(
+            e.contains(&format!("line {line}:")),
+            "{to}: names line {line}: {e}"
+        );
+        assert!(
+            e.contains("outside") || e.contains("not one of"),
+            "{to}: says the range: {e}"
+        );
+    }
+    // Beyond what a duration holds: refused by the parser, at its line.
+    let text = EXAMPLE.replacen("ttl = \"5m\"", "ttl = \"300000000000000d\"", 1);
+    let e = error_of(&text);
+    assert!(
+        e.contains("too long") && e.contains(&format!("line {}", line_of(&text, "300000000000000d"))),
+        "{e}"
+    );
+}
+
+#[test]
+fn absurd_ldap_values_are_refused_with_line_and_key() {
+    let ldap = |extra: &str| {
+        EXAMPLE.replace(
+            "backend = \"static\"",
+            &format!("backend = \"ldap\"\n\n[directory.ldap]\nurls = [\"ldap://127.0.0.1:1\"]\nbase_dn = \"dc=example,dc=com\"\n{extra}"),
+        )
+    };
+    for (extra, key) in [
+        ("failback_after = \"0s\"", "directory.ldap.failback_after"),
+        ("timeout = \"0s\"", "directory.ldap.timeout"),
+        ("pool_size = 0", "directory.ldap.pool_size"),
+    ] {
+        let text = ldap(extra);
+        // The static users and groups of the example belong to the static backend.
+        let text = text[..text.find("[[directory.users]]").unwrap()].to_string()
+            + &text[text.find("[cache]").unwrap()..];
+        let e = error_of(&text);
+        assert!(e.contains(key), "{extra}: {e}");
+        assert!(
+            e.contains(&format!("line {}:", line_of(&text, extra))),
+            "{extra}: {e}"
+        );
+    }
+    let e = error_of(&EXAMPLE.replace("backend = \"static\"", "backend = \"ldap\""));
+    assert!(
+        e.contains(&format!("line {}:", line_of(EXAMPLE, "backend = \"static\"")))
+            && e.contains("[directory.ldap]"),
+        "{e}"
+    );
+}
+
+/// Secrets and sockets open to every local user draw a warning with the line.
+#[test]
+fn world_readable_secrets_and_world_writable_sockets_warn() {
+    use std::os::unix::fs::PermissionsExt;
+    let text = EXAMPLE
+        .replace(
+            "listen = [\"inet:127.0.0.1:8890\"]",
+            "listen = [\"unix:/run/gatehouse/g.sock\"]",
+        )
+        .replace("socket_mode = \"0660\"", "socket_mode = \"0777\"");
+    let c = config::parse(&text, Path::new("g.toml")).unwrap();
+    let line = line_of(&text, "socket_mode = \"0777\"");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("socket_mode") && w.contains(&format!("line {line}:"))),
+        "{:?}",
+        c.warnings
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "pw").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ldap = EXAMPLE.replace(
+        "backend = \"static\"",
+        &format!(
+            "backend = \"ldap\"\n\n[directory.ldap]\nurls = [\"ldap://127.0.0.1:1\"]\nbase_dn = \"dc=example,dc=com\"\nbind_dn = \"cn=gatehouse\"\nbind_password_file = {:?}\n",
+            secret.display().to_string()
+        ),
+    );
+    let ldap = ldap[..ldap.find("[[directory.users]]").unwrap()].to_string()
+        + &ldap[ldap.find("[cache]").unwrap()..];
+    let c = config::parse(&ldap, Path::new("g.toml")).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("readable by every local user")),
+        "{:?}",
+        c.warnings
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let c = config::parse(&ldap, Path::new("g.toml")).unwrap();
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("readable")),
+        "{:?}",
+        c.warnings
+    );
+}

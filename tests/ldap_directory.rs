@@ -26,7 +26,7 @@ fn ldap_config(urls: &[String], ldap: &str, cache: &str) -> String {
     };
     format!(
         "[directory]\nbackend = \"ldap\"\n\n[directory.ldap]\nurls = [{urls}]\nbase_dn = \"dc=example,dc=com\"\n\
-         {timeout}{ldap}\n\n[cache]\n{cache}\n\n[domains]\nlocal = [\"example.com\"]\n"
+         {timeout}{ldap}\n\n[cache]\n{cache}\n\n[domains]\nlocal = [\"example.com\"]\n\n[[listener]]\nname = \"default\"\n"
     )
 }
 

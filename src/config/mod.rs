@@ -6,6 +6,7 @@
 //! matches, undefined group) carry the span of the table they are about and
 //! are reported with its line number.
 
+mod bounds;
 mod raw;
 pub mod relay_safety;
 
@@ -74,35 +75,56 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let mut warnings = Vec::new();
 
+    let keys = bounds::KeyLines::new(source);
+
+    // [log]
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !LEVELS.contains(&raw.log.level.as_str()) {
+        return Err(err(format!(
+            "{}log.level = {:?} is not one of {}",
+            keys.at("log", "level"),
+            raw.log.level,
+            LEVELS.join(", ")
+        )));
+    }
+
     // [milter]
     let m = raw.milter;
-    if m.max_connections == 0 {
-        return Err(err("milter.max_connections must be at least 1".into()));
-    }
-    if !(65536..=64 << 20).contains(&m.max_packet_size) {
-        return Err(err(format!(
-            "milter.max_packet_size = {} is outside 65536..=67108864",
-            m.max_packet_size
-        )));
-    }
-    if !(1024..=m.max_packet_size).contains(&m.max_macro_bytes) {
-        return Err(err(format!(
-            "milter.max_macro_bytes = {} is outside 1024..=max_packet_size ({})",
-            m.max_macro_bytes, m.max_packet_size
-        )));
-    }
-    if !(65536..=1 << 30).contains(&m.max_read_rate) {
-        return Err(err(format!(
-            "milter.max_read_rate = {} is outside 65536..=1073741824 (bytes per second)",
-            m.max_read_rate
-        )));
-    }
-    let decision_timeout = m.decision_timeout.0;
-    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&decision_timeout) {
-        return Err(err(format!(
-            "milter.decision_timeout = {decision_timeout:?} is outside 100ms..=60s"
-        )));
-    }
+    keys.check("milter", "max_connections", m.max_connections, 1..=1_000_000)
+        .map_err(err)?;
+    keys.check(
+        "milter",
+        "idle_timeout",
+        m.idle_timeout.0,
+        bounds::secs(1)..=bounds::DAY,
+    )
+    .map_err(err)?;
+    keys.check(
+        "milter",
+        "shutdown_timeout",
+        m.shutdown_timeout.0,
+        bounds::secs(0)..=bounds::secs(3600),
+    )
+    .map_err(err)?;
+    keys.check("milter", "max_packet_size", m.max_packet_size, 65536..=64 << 20)
+        .map_err(err)?;
+    keys.check(
+        "milter",
+        "max_macro_bytes",
+        m.max_macro_bytes,
+        1024..=m.max_packet_size,
+    )
+    .map_err(err)?;
+    keys.check("milter", "max_read_rate", m.max_read_rate, 65536..=1 << 30)
+        .map_err(err)?;
+    let decision_timeout = keys
+        .check(
+            "milter",
+            "decision_timeout",
+            m.decision_timeout.0,
+            Duration::from_millis(100)..=bounds::secs(60),
+        )
+        .map_err(err)?;
     if decision_timeout >= Duration::from_secs(10) {
         warnings.push(format!(
             "milter.decision_timeout = {decision_timeout:?} is not below the shipped MTA timeouts (Postfix milter_command_timeout = 10s, Sendmail T=S:10s): the MTA may give up first and apply its own default action"
@@ -117,6 +139,17 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
                 m.socket_mode
             ))
         })?;
+    if socket_mode & 0o002 != 0
+        && m.listen
+            .iter()
+            .any(|e| matches!(e.0, crate::milter::Endpoint::Unix(_)))
+    {
+        warnings.push(format!(
+            "{}milter.socket_mode = {:?} lets every local user talk to gatehouse as the MTA (use 0660 and the MTA's group)",
+            keys.at("milter", "socket_mode"),
+            m.socket_mode
+        ));
+    }
     let mut seen = HashSet::new();
     for e in &m.listen {
         if !seen.insert(e.0.to_string()) {
@@ -201,14 +234,29 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         });
     }
     let cache = CacheSettings {
-        capacity: raw.cache.capacity,
-        ttl: raw.cache.ttl.0,
-        negative_ttl: raw.cache.negative_ttl.0,
-        stale_if_error: raw.cache.stale_if_error.0,
+        capacity: keys
+            .check("cache", "capacity", raw.cache.capacity, 1..=10_000_000)
+            .map_err(err)?,
+        ttl: keys
+            .check("cache", "ttl", raw.cache.ttl.0, bounds::secs(0)..=bounds::DAY * 7)
+            .map_err(err)?,
+        negative_ttl: keys
+            .check(
+                "cache",
+                "negative_ttl",
+                raw.cache.negative_ttl.0,
+                bounds::secs(0)..=bounds::DAY,
+            )
+            .map_err(err)?,
+        stale_if_error: keys
+            .check(
+                "cache",
+                "stale_if_error",
+                raw.cache.stale_if_error.0,
+                bounds::secs(0)..=bounds::DAY * 30,
+            )
+            .map_err(err)?,
     };
-    if cache.capacity == 0 {
-        return Err(err("cache.capacity must be at least 1".into()));
-    }
     let directory = match (d.backend, d.ldap) {
         (raw::Backend::Static, None) => Directory::Static(StaticDirectory::new(&users, &groups)),
         (raw::Backend::Static, Some(l)) => {
@@ -218,9 +266,10 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
             ))
         }
         (raw::Backend::Ldap, None) => {
-            return Err(err(
-                "directory.backend = \"ldap\" needs a [directory.ldap] section".into(),
-            ))
+            return Err(err(format!(
+                "{}directory.backend = \"ldap\" needs a [directory.ldap] section",
+                keys.at("directory", "backend")
+            )))
         }
         (raw::Backend::Ldap, Some(l)) => {
             if !users.is_empty() || !groups.is_empty() {
@@ -229,6 +278,39 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
                 ));
             }
             let span = l.span();
+            let r = l.get_ref();
+            let t = "directory.ldap";
+            keys.check(
+                t,
+                "timeout",
+                r.timeout.0,
+                Duration::from_millis(100)..=bounds::secs(60),
+            )
+            .map_err(err)?;
+            keys.check(
+                t,
+                "failback_after",
+                r.failback_after.0,
+                bounds::secs(1)..=bounds::DAY,
+            )
+            .map_err(err)?;
+            keys.check(t, "pool_size", r.pool_size, 1..=256).map_err(err)?;
+            keys.check(t, "page_size", r.page_size, 1..=100_000)
+                .map_err(err)?;
+            keys.check(t, "max_depth", r.max_depth, 1..=100).map_err(err)?;
+            keys.check(t, "max_groups", r.max_groups, 1..=1_000_000)
+                .map_err(err)?;
+            if let Some(file) = &r.bind_password_file {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(file) {
+                    if meta.permissions().mode() & 0o004 != 0 {
+                        warnings.push(format!(
+                            "{}directory.ldap.bind_password_file {file:?} is readable by every local user (chmod 0640, group gatehouse)",
+                            keys.at("directory.ldap", "bind_password_file")
+                        ));
+                    }
+                }
+            }
             let settings = ldap_settings(l.into_inner())
                 .map_err(|m| at(span.clone(), format!("directory.ldap: {m}")))?;
             let backend = LdapBackend::new(settings).map_err(|m| at(span, format!("directory.ldap: {m}")))?;
@@ -570,12 +652,6 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
     }
     if l.bind_dn.is_some() != l.bind_password_file.is_some() {
         return Err("bind_dn and bind_password_file go together (omit both for an anonymous bind)".into());
-    }
-    if l.pool_size == 0 || l.page_size <= 0 || l.max_depth == 0 || l.max_groups == 0 {
-        return Err("pool_size, page_size, max_depth and max_groups must be at least 1".into());
-    }
-    if l.timeout.0.is_zero() {
-        return Err("timeout must be more than 0".into());
     }
     Ok(LdapSettings {
         urls: l.urls,

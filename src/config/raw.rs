@@ -45,15 +45,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like \"30s\", \"5m\", \"1h\""))?;
-    let secs = match unit.trim() {
+    let unit_secs = match unit.trim() {
         "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    // Far beyond every range a key allows; those are checked at load.
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// A CIDR network; a bare address is a /32 or /128.

@@ -50,6 +50,9 @@ pub fn example_config(listen: &str, overrides: &str) -> String {
 pub fn ldap_example_config(listen: &str, slapd: &slapd::Slapd, cache: &str) -> String {
     let pw = slapd.dir.path().join("gatehouse.secret");
     std::fs::write(&pw, slapd::SERVICE_PASSWORD).unwrap();
+    // As an admin keeps it: not readable by every local user.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let start = EXAMPLE_CONFIG.find("[directory]\n").unwrap();
     let end = EXAMPLE_CONFIG.find("[domains]\n").unwrap();
     let ldap = format!(
