@@ -9,7 +9,8 @@
 #     against ldapsearch running the same LDAP queries sequentially;
 #   - cache-hit lookup latency;
 #   - LDAP work caused by 1,000 concurrent lookups of one uncached user.
-# Environment: USERS (default 1000), HITS (default 200000).
+# Environment: USERS (default 1000), HITS (default 200000), BENCH_PROFILE
+# (release, default, or debug for the test command's smoke run).
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +18,13 @@ USERS=${USERS:-1000}
 HITS=${HITS:-200000}
 
 bash scripts/install-test-deps.sh
-cargo build --release --example directory_bench
+# BENCH_PROFILE=debug: the test command's smoke run.
+PROFILE=${BENCH_PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+    cargo build --release --example directory_bench
+else
+    cargo build --example directory_bench
+fi
 
 TMP=$(mktemp -d -t gatehouse-dirbench.XXXXXX)
 cleanup() {
@@ -41,11 +48,14 @@ pool_size = 1
 
 [cache]
 capacity = 100000
+
+[[listener]]
+name = "default"
 CONF
 
 echo "gatehouse (memberof mode, nested, one connection):"
-out=$(target/release/examples/directory_bench "$TMP/gatehouse.toml" "$USERS" "$HITS")
-echo "$out" | sed 's/^/  /'
+out=$(target/"$PROFILE"/examples/directory_bench "$TMP/gatehouse.toml" "$USERS" "$HITS")
+while IFS= read -r line; do printf '  %s\n' "$line"; done <<<"$out"
 cold_s=$(echo "$out" | sed -n 's/^COLD .*seconds=\([0-9.]*\).*/\1/p')
 cold_ops=$(echo "$out" | sed -n 's/^COLD .*ldap_ops=\([0-9]*\).*/\1/p')
 

@@ -27,6 +27,8 @@
 #   TRANSACTIONS    transactions per run, for both concurrencies
 #                   (default: 20000 at concurrency 32, 5000 at concurrency 1)
 #   LOAD_TIMEOUT    seconds before a single load run is abandoned (default 600)
+#   HOLD_CONNECTIONS, HOLD_SECONDS  the idle-memory test (default 1000, 5)
+#   BENCH_PROFILE   release (default) or debug: the test command's smoke run
 #
 # Output goes to stdout only; nothing is written to the repository except
 # cargo's target/ directory.  The exit status is 0 when the benchmark ran,
@@ -40,8 +42,8 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 LOAD_TIMEOUT=${LOAD_TIMEOUT:-600}
 CONCURRENCIES=(1 32)
-HOLD_CONNECTIONS=1000
-HOLD_SECONDS=5
+HOLD_CONNECTIONS=${HOLD_CONNECTIONS:-1000}
+HOLD_SECONDS=${HOLD_SECONDS:-5}
 # Targets, as "minimum ratio" for throughput and "maximum KiB" for memory.
 TARGET_NOOP_C32=2.0
 TARGET_NOOP_C1=1.0
@@ -239,12 +241,19 @@ if [[ $nofile != unlimited ]] && ((nofile < NOFILE_WANTED)); then
 		die "cannot raise the open-file limit to $NOFILE_WANTED (now $nofile; hard limit $(ulimit -H -n))"
 fi
 
-log "bench/run.sh: cargo build --release --bins --examples"
-cargo build --release --bins --examples
+# BENCH_PROFILE=debug: the test command's smoke run (the debug build is
+# already there); figures from it mean nothing.
+PROFILE=${BENCH_PROFILE:-release}
+case $PROFILE in
+release) log "bench/run.sh: cargo build --release --bins --examples"
+	cargo build --release --bins --examples ;;
+debug) cargo build --bins --examples ;;
+*) die "BENCH_PROFILE must be release or debug (got '$PROFILE')" ;;
+esac
 
-GATEHOUSE=target/release/gatehouse
-LOADGEN=target/release/gatehouse-load
-ECHO=target/release/examples/echo_milter
+GATEHOUSE=target/$PROFILE/gatehouse
+LOADGEN=target/$PROFILE/gatehouse-load
+ECHO=target/$PROFILE/examples/echo_milter
 for bin in "$GATEHOUSE" "$LOADGEN" "$ECHO"; do
 	[[ -x $bin ]] || die "$bin was not built"
 done

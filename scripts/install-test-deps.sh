@@ -23,6 +23,8 @@ declare -A NEED=(
     [ip]=iproute2          # `ip link set lo up` in that namespace; ss
     [ss]=iproute2
     [script]=bsdutils      # gives a failing postfix command a tty for its message
+    [shellcheck]=shellcheck # lints every script of the repository (scripts/test.sh)
+    [gcc]=gcc              # compiles bench/noop-milter.c for the benchmark smoke run
 )
 
 # True when the command is installed. Daemons and admin tools live in

@@ -8,8 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck
+bash scripts/check-msrv.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
 GATEHOUSE_BIN=target/debug/gatehouse bash tests/e2e/run.sh
 bash packaging/test-deb.sh
+# Each benchmark once, tiny and on the debug build: a broken benchmark fails
+# here (its figures mean nothing).
+BENCH_PROFILE=debug ROUNDS=1 TRANSACTIONS=200 HOLD_CONNECTIONS=50 HOLD_SECONDS=1 bash bench/run.sh >/dev/null
+BENCH_PROFILE=debug USERS=20 HITS=1000 bash bench/directory.sh >/dev/null
