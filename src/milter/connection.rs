@@ -78,14 +78,9 @@ impl ReadRate {
     }
 
     /// How long to wait before reading on, if the peer is in debt. The
-    /// clock is read only when the stored tokens ran out: refilling is
-    /// capped at the burst, so a non-negative count needs no refill to
-    /// know that reading may go on.
-    fn wait(&mut self, now: impl FnOnce() -> Instant) -> Option<Duration> {
-        if self.tokens >= 0.0 {
-            return None;
-        }
-        let now = now();
+    /// bucket is refilled on every read: refilling only once in debt would
+    /// credit a long rest in full on top of a burst already spent.
+    fn wait(&mut self, now: Instant) -> Option<Duration> {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled = now;
@@ -142,7 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Ok(Some(packet));
             }
             self.flush().await?;
-            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(Instant::now)) {
+            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(Instant::now())) {
                 tokio::time::sleep(wait).await;
                 if let Some(r) = &mut self.rate {
                     r.slowed = true;
@@ -254,10 +249,10 @@ mod tests {
     #[test]
     fn the_read_rate_lets_a_burst_pass_and_slows_a_flood() {
         let t0 = Instant::now();
-        let at = |ms: u64| move || t0 + Duration::from_millis(ms);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut r = ReadRate::new(1000, 2000.0, t0);
         r.spend(300);
-        assert_eq!(r.wait(|| unreachable!("no clock while in credit")), None);
+        assert_eq!(r.wait(at(0)), None);
         r.spend(2200);
         // 500 bytes in debt at 1000 bytes/s: half a second.
         assert_eq!(r.wait(at(0)), Some(Duration::from_millis(500)));
@@ -270,5 +265,13 @@ mod tests {
         assert_eq!(r.wait(at(60_000)), None);
         r.spend(2500);
         assert_eq!(r.wait(at(60_000)), Some(Duration::from_millis(500)));
+        // A rest while in credit is capped too: after it, one and a half
+        // bursts at once are in debt by half a burst.
+        assert_eq!(r.wait(at(70_000)), None);
+        r.spend(1000);
+        assert_eq!(r.wait(at(70_000)), None);
+        assert_eq!(r.wait(at(200_000)), None);
+        r.spend(3000);
+        assert_eq!(r.wait(at(200_000)), Some(Duration::from_secs(1)));
     }
 }
