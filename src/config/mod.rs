@@ -8,7 +8,7 @@
 
 mod bounds;
 mod raw;
-pub mod relay_safety;
+mod relay_safety;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -344,16 +344,23 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         .map_err(|(span, m)| at(span, format!("addresses.{m}")))?;
 
     // [safety]
-    let safety = raw.safety;
-    if safety.trusted_ipv4_prefix > 32 || safety.trusted_ipv6_prefix > 128 {
-        return Err(err(format!(
-            "safety.trusted_ipv4_prefix = {} / trusted_ipv6_prefix = {}: prefix lengths are 0..=32 and 0..=128",
-            safety.trusted_ipv4_prefix, safety.trusted_ipv6_prefix
-        )));
-    }
     let limits = relay_safety::TrustLimits {
-        ipv4_prefix: safety.trusted_ipv4_prefix,
-        ipv6_prefix: safety.trusted_ipv6_prefix,
+        ipv4_prefix: keys
+            .check(
+                "safety",
+                "trusted_ipv4_prefix",
+                raw.safety.trusted_ipv4_prefix,
+                0..=32,
+            )
+            .map_err(err)?,
+        ipv6_prefix: keys
+            .check(
+                "safety",
+                "trusted_ipv6_prefix",
+                raw.safety.trusted_ipv6_prefix,
+                0..=128,
+            )
+            .map_err(err)?,
     };
 
     // [[listener]]
