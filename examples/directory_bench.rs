@@ -16,10 +16,7 @@ use gatehouse::config;
 use gatehouse::directory::Directory;
 
 fn ops(d: &Directory) -> u64 {
-    match d {
-        Directory::Ldap(l) => l.backend.operations(),
-        Directory::Static(_) => 0,
-    }
+    d.backend().operations()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +26,7 @@ async fn main() {
     let users: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let hits: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let d: Arc<Directory> = cfg.directory;
+    let d: Arc<Directory> = cfg.build_directory().unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Cold lookups.
     let ops0 = ops(&d);

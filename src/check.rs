@@ -2,14 +2,9 @@
 //! validates, it reaches the directory, resolves every group and user that a
 //! rule names, and points out settings that lose mail or open a relay.
 
-use std::collections::HashSet;
-
 use crate::config::Config;
-use crate::directory::Directory;
+use crate::directory::{Directory, Finding, NamedGroup};
 use crate::policy::{DirectoryErrorAction, SenderRef};
-
-/// Active Directory's capability OID in the root DSE.
-const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -60,7 +55,7 @@ fn named_users(config: &Config) -> Vec<(SenderRef, String)> {
     out
 }
 
-pub async fn check(config: &Config) -> Report {
+pub async fn check(config: &Config, directory: &Directory) -> Report {
     let mut report = Report {
         warnings: config.warnings.clone(),
         ..Default::default()
@@ -79,62 +74,29 @@ pub async fn check(config: &Config) -> Report {
             "on_directory_error = \"accept\": while the directory is down, group rules are skipped (fail open)".into(),
         );
     }
-    match &*config.directory {
-        Directory::Static(d) => {
-            for (g, used) in named_groups(config) {
-                if !d.group_has_members(&g) {
-                    report
-                        .warnings
-                        .push(format!("group {g:?} ({used}) resolves to nobody"));
-                }
-            }
-            report
-                .notes
-                .push("directory: static (from the configuration file)".into());
+    let groups: Vec<NamedGroup> = named_groups(config)
+        .into_iter()
+        .map(|(name, used)| NamedGroup { name, used })
+        .collect();
+    match directory.backend().verify(&groups).await {
+        Err(e) => {
+            report.errors.push(format!("directory: {e}"));
+            return report;
         }
-        Directory::Ldap(l) => {
-            let b = &l.backend;
-            match b.capabilities().await {
-                Err(e) => {
-                    report.errors.push(format!("directory: {e}"));
-                    return report;
-                }
-                Ok(caps) => {
-                    report
-                        .notes
-                        .push(format!("directory: reached {}", b.settings().urls.join(", ")));
-                    let is_ad = caps.iter().any(|c| c == AD_CAPABILITY);
-                    if b.settings().membership == crate::directory::ldap::Membership::AdInChain && !is_ad {
-                        report.errors.push(
-                            "membership = \"ad-in-chain\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")".into(),
-                        );
-                    }
-                }
-            }
-            let mut seen = HashSet::new();
-            for (g, used) in named_groups(config) {
-                if !seen.insert(g.to_lowercase()) {
-                    continue;
-                }
-                match b.find_group(&g).await {
-                    Err(e) => report.errors.push(format!("group {g:?} ({used}): {e}")),
-                    Ok(dns) if dns.is_empty() => report
-                        .errors
-                        .push(format!("group {g:?} ({used}) is not in the directory")),
-                    Ok(dns) if dns.len() > 1 => report.warnings.push(format!(
-                        "group name {g:?} ({used}) matches {} entries ({}); name it by DN",
-                        dns.len(),
-                        dns.join("; ")
-                    )),
-                    Ok(dns) => report.notes.push(format!("group {g:?} = {}", dns[0])),
+        Ok(findings) => {
+            for f in findings {
+                match f {
+                    Finding::Error(e) => report.errors.push(e),
+                    Finding::Warning(w) => report.warnings.push(w),
+                    Finding::Note(n) => report.notes.push(n),
                 }
             }
         }
     }
     for (s, used) in named_users(config) {
         let found = match &s {
-            SenderRef::User(login) => config.directory.user_by_login(login).await,
-            SenderRef::Sender(a) if p.is_local(a) => config.directory.user_by_address(&a.to_string()).await,
+            SenderRef::User(login) => directory.user_by_login(login).await,
+            SenderRef::Sender(a) if p.is_local(a) => directory.user_by_address(&a.to_string()).await,
             _ => continue,
         };
         match found {

@@ -179,7 +179,7 @@ async fn within_deadline<T>(
     deadline: tokio::time::Instant,
     lookup: impl std::future::Future<Output = Result<T, crate::directory::DirectoryUnavailable>>,
 ) -> Result<T, crate::directory::DirectoryUnavailable> {
-    if matches!(directory, Directory::Static(_)) {
+    if directory.in_memory() {
         return lookup.await;
     }
     tokio::time::timeout_at(deadline, Box::pin(lookup))
@@ -492,11 +492,8 @@ pub fn verdict_for(policy: &Policy, d: &Decision, rcpt: Option<&Address>) -> Ver
     if d.lets_through() {
         return Verdict::Continue;
     }
-    match d.reply_kind() {
-        Some(kind) => {
-            let rcpt = rcpt.map(|r| r.to_string());
-            Verdict::Reply(policy.replies.get(kind).wire(rcpt.as_deref()))
-        }
+    match policy.render(d, rcpt).reply {
+        Some(reply) => Verdict::Reply(Bytes::from(crate::policy::reply::sanitize(&reply))),
         None => Verdict::Tempfail,
     }
 }
@@ -518,15 +515,8 @@ impl LogLine<'_> {
             tracing::debug!(listener = self.listener, rule = d.rule, "accepted");
             return;
         }
-        let reply = d
-            .reply_kind()
-            .map(|k| {
-                self.policy
-                    .replies
-                    .get(k)
-                    .render(self.rcpt.map(|r| r.to_string()).as_deref())
-            })
-            .unwrap_or_default();
+        let rendered = self.policy.render(d, self.rcpt);
+        let reply = rendered.reply.unwrap_or_default();
         let queue_id = self.facts.macros.get_str("i").unwrap_or_default();
         let client = client_address(self.facts)
             .map(|c| c.to_string())
@@ -536,7 +526,6 @@ impl LogLine<'_> {
         let mta_rcpt = self.mta_rcpt.map(|r| r.to_string()).unwrap_or_default();
         let login = self.subject.login.as_deref().unwrap_or("");
         let path = d.path.join(" > ");
-        let action = if d.monitored { "monitored" } else { d.action_name() };
         tracing::info!(
             queue_id = %queue_id,
             listener = self.listener,
@@ -548,7 +537,7 @@ impl LogLine<'_> {
             rule = d.rule,
             path = path.as_str(),
             reply = reply.as_str(),
-            action = action,
+            action = rendered.action,
             config_version = self.policy.version,
             "{}",
             if d.monitored { "would reject (monitor mode)" } else { "rejected" }

@@ -5,12 +5,15 @@
 //! - [`milter`]: the wire protocol — codec, negotiation, session, connection, MTA-side client;
 //! - [`server`]: listeners, connection limit, graceful shutdown;
 //! - [`policy`]: the pure rules, addresses, listener matching, reply texts;
-//! - [`directory`]: users and groups (static backend);
+//! - [`directory`]: users and groups, a layer (cache, own-entry check) over a backend (static, LDAP);
 //! - [`config`]: the TOML file, validated into immutable structs;
-//! - [`enforcer`]: binds a session to the policy and the directory, and logs decisions.
+//! - [`enforcer`]: binds a session to the policy and the directory, and logs decisions;
+//! - [`daemon`]: the process lifecycle (serve, reload, stop); [`cli`]: `check`, `explain`, `lookup`.
 
 pub mod check;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod directory;
 pub mod enforcer;
 pub mod milter;

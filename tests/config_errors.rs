@@ -185,6 +185,17 @@ fn cross_field_errors_name_the_table() {
             "is not an address",
         ),
         ("login = \"carol\"", "login = \"alice\"", "used twice"),
+        // A typo in a member leaves the intended person out of the group.
+        (
+            "members = [\"group:Full-Time Employees\", \"user:carol\"]",
+            "members = [\"group:Full-Time Employees\", \"user:carl\"]",
+            "member \"user:carl\" is not defined",
+        ),
+        (
+            "members = [\"group:Full-Time Employees\", \"user:carol\"]",
+            "members = [\"group:Full-Time Employes\", \"user:carol\"]",
+            "member \"group:Full-Time Employes\" is not defined",
+        ),
         (
             "members = [\"group:Full-Time Employees\", \"user:carol\"]",
             "members = [\"carol\"]",

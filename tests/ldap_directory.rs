@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::slapd::{Options, Slapd, SERVICE_DN, SERVICE_PASSWORD};
 use gatehouse::config;
+use gatehouse::directory::ldap::LdapBackend;
 use gatehouse::directory::{Directory, Source, UserKey};
 
 fn ldap_config(urls: &[String], ldap: &str, cache: &str) -> String {
@@ -32,7 +33,7 @@ fn ldap_config(urls: &[String], ldap: &str, cache: &str) -> String {
 
 fn directory(text: &str) -> Arc<Directory> {
     match config::parse(text, Path::new("ldap-test.toml")) {
-        Ok(c) => c.directory,
+        Ok(c) => c.build_directory().unwrap(),
         Err(e) => panic!("{e}\n{text}"),
     }
 }
@@ -505,7 +506,10 @@ fn bad_ldap_settings_are_refused_at_load() {
     ];
     for (from, to, want) in cases {
         assert!(base.contains(from), "{from}");
+        // Files named by the settings are read when the directory is built
+        // (by the daemon, a reload and `check`), before anything is served.
         let e = config::parse(&base.replacen(from, to, 1), Path::new("x.toml"))
+            .and_then(|c| c.build_directory().map(drop))
             .err()
             .map(|e| e.to_string());
         assert!(e.as_deref().is_some_and(|e| e.contains(want)), "{to}: {e:?}");
@@ -516,11 +520,13 @@ fn bad_ldap_settings_are_refused_at_load() {
 async fn a_recipient_entry_by_address_with_chosen_attributes() {
     let s = small();
     let d = directory(&ldap_config(&[s.url()], "", ""));
-    let (dn, attrs) = d
-        .recipient_entry("A.Smith@Example.com", &["cn", "mail"])
+    let ldap = d.backend().as_any().downcast_ref::<LdapBackend>().unwrap();
+    let entry = ldap
+        .entry_by_address("A.Smith@Example.com", &["cn", "mail"])
         .await
         .unwrap()
         .unwrap();
+    let (dn, attrs) = (entry.dn, entry.attrs);
     assert_eq!(dn, "uid=alice,ou=people,dc=example,dc=com");
     assert_eq!(
         attrs.get("mail").unwrap(),
@@ -528,13 +534,13 @@ async fn a_recipient_entry_by_address_with_chosen_attributes() {
     );
     assert!(attrs.contains_key("cn"));
     assert!(!attrs.contains_key("uid"), "only the attributes asked for");
-    assert!(d
-        .recipient_entry("nobody@example.com", &["cn"])
+    assert!(ldap
+        .entry_by_address("nobody@example.com", &["cn"])
         .await
         .unwrap()
         .is_none());
     assert!(
-        d.recipient_entry("*", &["cn"]).await.unwrap().is_none(),
+        ldap.entry_by_address("*", &["cn"]).await.unwrap().is_none(),
         "escaped"
     );
 }

@@ -16,8 +16,8 @@ const EXAMPLE: &str = include_str!("../conf/gatehouse.toml");
 fn snapshot(text: &str) -> Snapshot {
     let c = config::parse(text, Path::new("test.toml")).unwrap();
     Snapshot {
+        directory: c.build_directory().unwrap(),
         policy: c.policy,
-        directory: c.directory,
     }
 }
 

@@ -32,7 +32,10 @@ use std::time::{Duration, Instant};
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
-use super::{DirectoryUnavailable, Memberships, UserEntry};
+use super::{
+    Answer, Backend, DirectoryUnavailable, Finding, Memberships, NamedGroup, Pending, ResolvedUser,
+    StoredRestrictions, UserEntry, UserKey,
+};
 
 /// Short on purpose: a probe of a dead server every two seconds costs one
 /// connection attempt, and a recovered server must be used again at once.
@@ -184,19 +187,8 @@ impl LdapBackend {
         })
     }
 
-    /// Whether `other` would talk to the same servers the same way (the
-    /// password read from the file included).
-    pub fn same_as(&self, other: &LdapBackend) -> bool {
-        self.settings == other.settings && self.password == other.password
-    }
-
     pub fn settings(&self) -> &LdapSettings {
         &self.settings
-    }
-
-    /// Search operations sent so far.
-    pub fn operations(&self) -> u64 {
-        self.operations.load(Ordering::Relaxed)
     }
 
     async fn connect(&self, index: usize) -> Result<Ldap, String> {
@@ -663,6 +655,128 @@ enum SearchError {
 
 /// ldap3's entry parser panics on malformed BER; a directory answer must never
 /// bring gatehouse down, so a panic here becomes "directory unavailable".
+/// Active Directory announces itself in the root DSE with this capability.
+const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
+
+impl LdapBackend {
+    /// A user entry and its groups.
+    async fn resolve(&self, key: &UserKey) -> Result<Option<Arc<ResolvedUser>>, DirectoryUnavailable> {
+        let name = match key {
+            UserKey::Login(l) => l.as_str(),
+            UserKey::Address(a) => a.as_str(),
+        };
+        let Some(entry) = self.find_user(name).await? else {
+            return Ok(None);
+        };
+        // Not its own entry: refused by the directory layer, so no group
+        // searches for it.
+        if !entry.is_own(key) {
+            return Ok(Some(Arc::new(ResolvedUser {
+                entry,
+                groups: Memberships::default(),
+            })));
+        }
+        let groups = self.groups_of(&entry).await?;
+        Ok(Some(Arc::new(ResolvedUser { entry, groups })))
+    }
+
+    /// The restrictions stored on the entry owning `address`.
+    async fn read_restrictions(
+        &self,
+        address: &str,
+    ) -> Result<Option<Arc<StoredRestrictions>>, DirectoryUnavailable> {
+        let Some(names) = &self.settings.recipient_restrictions else {
+            return Ok(None);
+        };
+        let Some(entry) = self.entry_by_address(address, &names.names()).await? else {
+            return Ok(None);
+        };
+        let values = |n: &str| attr_values(&entry.attrs, n);
+        let r = StoredRestrictions {
+            require_authenticated: values(&names.require_auth)
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case("TRUE")),
+            accept_senders: values(&names.accept_senders),
+            reject_senders: values(&names.reject_senders),
+            accept_groups: values(&names.accept_groups),
+            reject_groups: values(&names.reject_groups),
+            dn: entry.dn,
+        };
+        Ok((!r.is_empty()).then(|| Arc::new(r)))
+    }
+
+    async fn verify_groups(&self, groups: &[NamedGroup]) -> Result<Vec<Finding>, DirectoryUnavailable> {
+        let caps = self.capabilities().await?;
+        let mut findings = vec![Finding::Note(format!(
+            "directory: reached {}",
+            self.settings.urls.join(", ")
+        ))];
+        if self.settings.membership == Membership::AdInChain && !caps.iter().any(|c| c == AD_CAPABILITY) {
+            findings.push(Finding::Error(
+                "membership = \"ad-in-chain\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for g in groups {
+            if !seen.insert(g.name.to_lowercase()) {
+                continue;
+            }
+            let (name, used) = (&g.name, &g.used);
+            findings.push(match self.find_group(name).await {
+                Err(e) => Finding::Error(format!("group {name:?} ({used}): {e}")),
+                Ok(dns) if dns.is_empty() => {
+                    Finding::Error(format!("group {name:?} ({used}) is not in the directory"))
+                }
+                Ok(dns) if dns.len() > 1 => Finding::Warning(format!(
+                    "group name {name:?} ({used}) matches {} entries ({}); name it by DN",
+                    dns.len(),
+                    dns.join("; ")
+                )),
+                Ok(dns) => Finding::Note(format!("group {name:?} = {}", dns[0])),
+            });
+        }
+        Ok(findings)
+    }
+}
+
+impl Backend for LdapBackend {
+    fn describe(&self) -> String {
+        "directory server".into()
+    }
+
+    fn find_user<'a>(&'a self, key: &'a UserKey) -> Answer<'a, Option<Arc<ResolvedUser>>> {
+        Answer::later(self.resolve(key))
+    }
+
+    fn reads_stored_restrictions(&self) -> bool {
+        self.settings.recipient_restrictions.is_some()
+    }
+
+    fn stored_restrictions<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<StoredRestrictions>>> {
+        Answer::later(self.read_restrictions(address))
+    }
+
+    fn verify<'a>(&'a self, groups: &'a [NamedGroup]) -> Pending<'a, Vec<Finding>> {
+        Box::pin(self.verify_groups(groups))
+    }
+
+    /// Same servers, same way, same password (read from the file).
+    fn same_as(&self, other: &dyn Backend) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<LdapBackend>()
+            .is_some_and(|o| self.settings == o.settings && self.password == o.password)
+    }
+
+    fn operations(&self) -> u64 {
+        self.operations.load(Ordering::Relaxed)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavailable> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry)))
         .map_err(|_| unusable("malformed entry in a directory answer"))

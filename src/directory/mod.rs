@@ -1,8 +1,10 @@
 //! Who is who and who is in which group. Every lookup the policy needs goes
-//! through [`Directory`]: the static backend answers from the configuration
-//! (hash-map reads, nothing to cache); the LDAP backend answers through the
-//! shared [`cache::Cache`]. Nothing outside this module talks to LDAP.
+//! through [`Directory`], a layer over one [`Backend`]: a backend that
+//! answers from memory (the static one, from the configuration file) is asked
+//! directly; any other answers through the shared [`cache::Cache`]. Nothing
+//! outside this module talks to LDAP.
 
+mod backend;
 pub mod cache;
 pub mod ldap;
 mod static_dir;
@@ -11,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use backend::{Answer, Backend, Finding, NamedGroup, Pending};
 pub use cache::{CacheSettings, Source, UserKey};
 pub use static_dir::{StaticDirectory, StaticGroup, StaticUser};
 
@@ -130,20 +133,6 @@ impl DirectoryUnavailable {
     }
 }
 
-/// The directory of one configuration generation.
-pub enum Directory {
-    Static(StaticDirectory),
-    Ldap(Box<CachedLdap>),
-}
-
-/// The LDAP backend behind its caches.
-pub struct CachedLdap {
-    pub backend: ldap::LdapBackend,
-    pub cache: cache::Cache<UserKey>,
-    /// Recipients' stored restrictions, by lowercased address.
-    pub restrictions: cache::Cache<String, StoredRestrictions>,
-}
-
 /// Delivery restrictions stored on a recipient's own directory entry
 /// (Exchange: `msExchRequireAuthToSendTo`, `authOrig`, `unauthOrig`,
 /// `dLMemSubmitPerms`, `dLMemRejectPerms`). Values are DNs.
@@ -167,65 +156,61 @@ impl StoredRestrictions {
     }
 }
 
-impl CachedLdap {
-    async fn lookup(&self, key: UserKey) -> (cache::Lookup, Source) {
-        let fetch = || async {
-            let name = match &key {
-                UserKey::Login(l) => l.as_str(),
-                UserKey::Address(a) => a.as_str(),
-            };
-            let Some(entry) = self.backend.find_user(name).await? else {
-                return Ok(None);
-            };
-            // The server's matching rules fold case, width and spaces
-            // (`ａｌｉｃｅ`, `alice ` find uid=alice): only the login's own
-            // entry is its identity. Not "unknown user" either: a SASL layer
-            // that folds alike would let bob log in as `ｂｏｂ` and escape
-            // every deny list. An unusable answer: tempfail.
-            if !entry.is_own(&key) {
-                return Err(DirectoryUnavailable::permanent(format!(
-                    "{key} found {}, which is not its own entry (the server folds what gatehouse compares exactly)",
-                    entry.dn
-                )));
-            }
-            let groups = self.backend.groups_of(&entry).await?;
-            Ok(Some(Arc::new(ResolvedUser { entry, groups })))
-        };
-        let result = self.cache.get_or_fetch(&key, Instant::now(), fetch).await;
-        match &result {
-            // Logged when found; the cached fault answers quietly for a while.
-            (Err(e), Source::Directory) if e.is_permanent() => {
-                tracing::error!(key = %key, error = %e, "directory lookup gave no usable answer: answered tempfail until fixed")
-            }
-            (Err(e), Source::Directory) => tracing::warn!(key = %key, error = %e, "directory lookup failed"),
-            _ => {}
-        }
-        result
-    }
+/// The directory of one configuration generation: a backend, and the
+/// caches in front of it unless it answers from memory.
+pub struct Directory {
+    backend: Box<dyn Backend>,
+    caches: Option<Caches>,
+}
+
+struct Caches {
+    users: cache::Cache<UserKey>,
+    /// Recipients' stored restrictions, by lowercased address.
+    restrictions: cache::Cache<String, StoredRestrictions>,
 }
 
 impl Directory {
+    pub fn new(backend: impl Backend, cache: CacheSettings) -> Directory {
+        let caches = (!backend.in_memory()).then(|| Caches {
+            users: cache::Cache::new(cache),
+            restrictions: cache::Cache::new(cache),
+        });
+        Directory {
+            backend: Box::new(backend),
+            caches,
+        }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// Answers come from memory: no cache, and no deadline to set.
+    pub fn in_memory(&self) -> bool {
+        self.caches.is_none()
+    }
+
     /// Whether a reloaded directory is the running one with the same
     /// settings: then the running one (its caches, stale entries bridging an
     /// outage, its connections) is kept.
     pub fn same_as(&self, other: &Directory) -> bool {
-        match (self, other) {
-            (Directory::Ldap(a), Directory::Ldap(b)) => {
-                a.backend.same_as(&b.backend)
-                    && a.cache.settings() == b.cache.settings()
+        let caches_alike = match (&self.caches, &other.caches) {
+            (Some(a), Some(b)) => {
+                a.users.settings() == b.users.settings()
                     && a.restrictions.settings() == b.restrictions.settings()
             }
-            // The static directory is the configuration itself.
+            // The static directory is the configuration itself: rebuilt.
             _ => false,
-        }
+        };
+        caches_alike && self.backend.same_as(other.backend())
     }
 
     /// A reload with other directory settings: the new directory takes the
     /// running one's answers as stale only, so an outage that began before
     /// the reload is still bridged after it.
     pub fn adopt_stale(&self, running: &Directory) {
-        if let (Directory::Ldap(new), Directory::Ldap(old)) = (self, running) {
-            new.cache.adopt_stale(&old.cache);
+        if let (Some(new), Some(old)) = (&self.caches, &running.caches) {
+            new.users.adopt_stale(&old.users);
             new.restrictions.adopt_stale(&old.restrictions);
         }
     }
@@ -250,86 +235,83 @@ impl Directory {
 
     /// Resolve, and say where the answer came from.
     pub async fn lookup(&self, key: UserKey) -> (cache::Lookup, Source) {
-        match self {
-            Directory::Static(d) => {
-                let found = match &key {
-                    UserKey::Login(l) => d.user_by_login(l),
-                    UserKey::Address(a) => d.user_by_address(a),
-                };
-                (Ok(found), Source::Directory)
+        let Some(caches) = &self.caches else {
+            return (self.find_own(&key).await, Source::Directory);
+        };
+        // Boxed: a remote backend's state machine is large, and unboxed it
+        // would be part of every connection task's memory, idle or not.
+        let result = Box::pin(
+            caches
+                .users
+                .get_or_fetch(&key, Instant::now(), || self.find_own(&key)),
+        )
+        .await;
+        match &result {
+            // Logged when found; the cached fault answers quietly for a while.
+            (Err(e), Source::Directory) if e.is_permanent() => {
+                tracing::error!(key = %key, error = %e, "directory lookup gave no usable answer: answered tempfail until fixed")
             }
-            // Boxed: the LDAP state machine is large, and unboxed it would be
-            // part of every connection task's memory, idle or not.
-            Directory::Ldap(l) => Box::pin(l.lookup(key)).await,
+            (Err(e), Source::Directory) => tracing::warn!(key = %key, error = %e, "directory lookup failed"),
+            _ => {}
         }
+        result
     }
 
-    /// The entry owning `address` with the chosen attributes (name → values),
-    /// for restrictions stored on the recipient itself. The static backend
-    /// stores no attributes: `Ok(None)`.
-    pub async fn recipient_entry(
-        &self,
-        address: &str,
-        attributes: &[&str],
-    ) -> Result<Option<(String, HashMap<String, Vec<String>>)>, DirectoryUnavailable> {
-        match self {
-            Directory::Static(_) => Ok(None),
-            Directory::Ldap(l) => Ok(l
-                .backend
-                .entry_by_address(&address.to_lowercase(), attributes)
-                .await?
-                .map(|e| (e.dn, e.attrs))),
+    /// The backend's answer, if the entry found is the key's own.
+    async fn find_own(&self, key: &UserKey) -> cache::Lookup {
+        let found = self.backend.find_user(key).get().await?;
+        // A server's matching rules fold case, width and spaces (`ａｌｉｃｅ`,
+        // `alice ` find uid=alice): only the login's own entry is its
+        // identity. Not "unknown user" either: a SASL layer that folds alike
+        // would let bob log in as `ｂｏｂ` and escape every deny list. An
+        // unusable answer: tempfail.
+        match found {
+            Some(u) if !u.entry.is_own(key) => Err(DirectoryUnavailable::permanent(format!(
+                "{key} found {}, which is not its own entry (the server folds what gatehouse compares exactly)",
+                u.entry.dn
+            ))),
+            found => Ok(found),
         }
     }
 
     /// Whether recipients' entries are read for stored restrictions at all.
     pub fn reads_stored_restrictions(&self) -> bool {
-        matches!(self, Directory::Ldap(l) if l.backend.settings().recipient_restrictions.is_some())
+        self.backend.reads_stored_restrictions()
     }
 
-    /// The restrictions stored on the entry that owns `address`, when
-    /// `[directory.ldap.recipient_restrictions]` is enabled; `Ok(None)` when
-    /// disabled, not found, or the entry carries none.
+    /// The restrictions stored on the entry that owns `address`, when the
+    /// backend reads them; `Ok(None)` when disabled, not found, or the entry
+    /// carries none.
     pub async fn stored_restrictions(
         &self,
         address: &str,
     ) -> Result<Option<Arc<StoredRestrictions>>, DirectoryUnavailable> {
-        let Directory::Ldap(l) = self else { return Ok(None) };
-        let Some(names) = l.backend.settings().recipient_restrictions.clone() else {
+        if !self.backend.reads_stored_restrictions() {
             return Ok(None);
-        };
+        }
         let key = address.to_lowercase();
-        let fetch = || {
-            Box::pin(async {
-                let Some((dn, attrs)) = self.recipient_entry(&key, &names.names()).await? else {
-                    return Ok(None);
-                };
-                let values = |n: &str| ldap::attr_values(&attrs, n);
-                let r = StoredRestrictions {
-                    dn,
-                    require_authenticated: values(&names.require_auth)
-                        .iter()
-                        .any(|v| v.eq_ignore_ascii_case("TRUE")),
-                    accept_senders: values(&names.accept_senders),
-                    reject_senders: values(&names.reject_senders),
-                    accept_groups: values(&names.accept_groups),
-                    reject_groups: values(&names.reject_groups),
-                };
-                Ok((!r.is_empty()).then(|| Arc::new(r)))
-            })
+        let Some(caches) = &self.caches else {
+            return self.backend.stored_restrictions(&key).get().await;
         };
-        let (r, source) = Box::pin(l.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
+        let fetch = || self.backend.stored_restrictions(&key).get();
+        let (r, source) = Box::pin(caches.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
         if let (Err(e), Source::Directory) = (&r, source) {
             tracing::warn!(recipient = %key, error = %e, "reading the recipient's stored restrictions failed");
         }
         r
     }
 
+    /// Where an answer from `source` came from, in words, for `lookup`.
+    pub fn describe_source(&self, source: Source) -> String {
+        match (self.in_memory(), source) {
+            (true, _) | (_, Source::Directory) => self.backend.describe(),
+            (_, Source::Cache) => "cache".into(),
+            (_, Source::Stale) => "cache, expired (directory unavailable)".into(),
+        }
+    }
+
     /// Cache counters as `hits misses queries errors stale_served`, for the logs.
     pub fn counters(&self) -> Option<[u64; 5]> {
-        match self {
-            Directory::Static(_) => None,
-            Directory::Ldap(l) => Some(l.cache.counters.snapshot()),
-        }
+        self.caches.as_ref().map(|c| c.users.counters.snapshot())
     }
 }

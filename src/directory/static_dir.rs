@@ -5,19 +5,19 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::{Memberships, ResolvedUser, UserEntry};
+use super::{Answer, Backend, Finding, Memberships, NamedGroup, Pending, ResolvedUser, UserEntry, UserKey};
 
 /// Deepest nesting followed; deeper groups are ignored with a warning.
 const MAX_DEPTH: usize = 32;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticUser {
     pub login: String,
     pub addresses: Vec<String>,
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticGroup {
     pub name: String,
     /// `user:LOGIN` or `group:NAME`.
@@ -131,6 +131,44 @@ impl StaticDirectory {
 
     pub fn user_by_address(&self, address: &str) -> Option<Arc<ResolvedUser>> {
         self.by_address.get(&address.to_ascii_lowercase()).cloned()
+    }
+}
+
+impl Backend for StaticDirectory {
+    fn describe(&self) -> String {
+        "static directory (configuration file)".into()
+    }
+
+    fn in_memory(&self) -> bool {
+        true
+    }
+
+    fn find_user<'a>(&'a self, key: &'a UserKey) -> Answer<'a, Option<Arc<ResolvedUser>>> {
+        Answer::Ready(Ok(match key {
+            UserKey::Login(l) => self.user_by_login(l),
+            UserKey::Address(a) => self.user_by_address(a),
+        }))
+    }
+
+    fn verify<'a>(&'a self, groups: &'a [NamedGroup]) -> Pending<'a, Vec<Finding>> {
+        let mut findings: Vec<Finding> = groups
+            .iter()
+            .filter(|g| !self.group_has_members(&g.name))
+            .map(|g| Finding::Warning(format!("group {:?} ({}) resolves to nobody", g.name, g.used)))
+            .collect();
+        findings.push(Finding::Note(
+            "directory: static (from the configuration file)".into(),
+        ));
+        Box::pin(std::future::ready(Ok(findings)))
+    }
+
+    /// The static directory is the configuration itself: a reload rebuilds it.
+    fn same_as(&self, _: &dyn Backend) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -377,6 +377,32 @@ impl Subject {
     }
 }
 
+/// A decision in words, rendered in this one place for the MTA, the log and
+/// `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedDecision {
+    /// See [`Decision::action_name`].
+    pub action: &'static str,
+    /// The SMTP reply of a refusal (code, enhanced code, text): what the MTA
+    /// is told, or would be told when the decision is only monitored.
+    pub reply: Option<String>,
+    /// Whether the MTA is told the reply.
+    pub sent: bool,
+}
+
+impl Policy {
+    pub fn render(&self, d: &Decision, rcpt: Option<&Address>) -> RenderedDecision {
+        RenderedDecision {
+            action: d.action_name(),
+            reply: d.reply_kind().map(|k| {
+                let rcpt = rcpt.map(|r| r.to_string());
+                self.replies.get(k).render(rcpt.as_deref())
+            }),
+            sent: !d.lets_through(),
+        }
+    }
+}
+
 /// What a rule decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -409,7 +435,12 @@ impl Decision {
         }
     }
 
+    /// `accept`, `reject`, `tempfail`, or `monitored` for a refusal that
+    /// monitor mode let through.
     pub fn action_name(&self) -> &'static str {
+        if self.monitored {
+            return "monitored";
+        }
         match self.action {
             Action::Accept => "accept",
             Action::Reject(_) => "reject",

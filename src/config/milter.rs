@@ -1,0 +1,109 @@
+//! `[milter]` and `[log]`: how gatehouse serves, and what it logs.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::bounds::{secs, DAY};
+use super::context::Section;
+use super::raw::{self, LogFormat};
+use super::ConfigError;
+use crate::milter::Endpoint;
+use crate::policy::{DirectoryErrorAction, Mode};
+use crate::server::ServerSettings;
+
+/// `[milter]`, validated: the server's settings and the policy-wide ones.
+pub(super) struct MilterSettings {
+    pub server: ServerSettings,
+    pub mode: Mode,
+    pub on_directory_error: DirectoryErrorAction,
+    pub decision_timeout: Duration,
+}
+
+impl TryFrom<Section<'_, raw::RawMilter>> for MilterSettings {
+    type Error = ConfigError;
+
+    fn try_from(Section { raw: m, cx }: Section<'_, raw::RawMilter>) -> Result<Self, ConfigError> {
+        let t = "milter";
+        cx.bounded(t, "max_connections", m.max_connections, 1..=1_000_000)?;
+        cx.bounded(t, "idle_timeout", m.idle_timeout.0, secs(1)..=DAY)?;
+        cx.bounded(t, "shutdown_timeout", m.shutdown_timeout.0, secs(0)..=secs(3600))?;
+        cx.bounded(t, "max_packet_size", m.max_packet_size, 65536..=64 << 20)?;
+        cx.bounded(t, "max_macro_bytes", m.max_macro_bytes, 1024..=m.max_packet_size)?;
+        cx.bounded(t, "max_read_rate", m.max_read_rate, 65536..=1 << 30)?;
+        let decision_timeout = cx.bounded(
+            t,
+            "decision_timeout",
+            m.decision_timeout.0,
+            Duration::from_millis(100)..=secs(60),
+        )?;
+        if decision_timeout >= Duration::from_secs(10) {
+            cx.warn(format!(
+                "milter.decision_timeout = {decision_timeout:?} is not below the shipped MTA timeouts (Postfix milter_command_timeout = 10s, Sendmail T=S:10s): the MTA may give up first and apply its own default action"
+            ));
+        }
+        let socket_mode = u32::from_str_radix(m.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                cx.err(format!(
+                    "milter.socket_mode = {:?} is not an octal file mode like \"0660\"",
+                    m.socket_mode
+                ))
+            })?;
+        if socket_mode & 0o002 != 0 && m.listen.iter().any(|e| matches!(e.0, Endpoint::Unix(_))) {
+            cx.warn(format!(
+                "{}milter.socket_mode = {:?} lets every local user talk to gatehouse as the MTA (use 0660 and the MTA's group)",
+                cx.keys.at(t, "socket_mode"),
+                m.socket_mode
+            ));
+        }
+        let mut seen = HashSet::new();
+        for e in &m.listen {
+            if !seen.insert(e.0.to_string()) {
+                return Err(cx.err(format!("milter.listen names {} twice", e.0)));
+            }
+        }
+        Ok(MilterSettings {
+            server: ServerSettings {
+                endpoints: m.listen.into_iter().map(|e| e.0).collect(),
+                socket_mode,
+                max_connections: m.max_connections,
+                idle_timeout: m.idle_timeout.0,
+                shutdown_timeout: m.shutdown_timeout.0,
+                max_packet_size: m.max_packet_size,
+                max_macro_bytes: m.max_macro_bytes,
+                max_read_rate: m.max_read_rate,
+            },
+            mode: m.mode,
+            on_directory_error: m.on_directory_error,
+            decision_timeout,
+        })
+    }
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl TryFrom<Section<'_, raw::RawLog>> for LogSettings {
+    type Error = ConfigError;
+
+    fn try_from(Section { raw, cx }: Section<'_, raw::RawLog>) -> Result<Self, ConfigError> {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        if !LEVELS.contains(&raw.level.as_str()) {
+            return Err(cx.err(format!(
+                "{}log.level = {:?} is not one of {}",
+                cx.keys.at("log", "level"),
+                raw.level,
+                LEVELS.join(", ")
+            )));
+        }
+        Ok(LogSettings {
+            format: raw.format,
+            level: raw.level,
+        })
+    }
+}

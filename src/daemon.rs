@@ -1,0 +1,175 @@
+//! The daemon's lifecycle: logging, the runtime, serving until a stop
+//! signal, reloading on SIGHUP, the periodic cache counters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::config::{self, Config, LogFormat};
+use crate::enforcer::{Enforcer, Snapshot};
+use crate::server::ServerSettings;
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gatehouse={}", config.log.level)));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+/// Serve until SIGTERM or SIGINT; reload on SIGHUP.
+pub fn run(config: Config) -> ExitCode {
+    init_logging(&config);
+    for w in &config.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let directory = match config.build_directory() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "gatehouse cannot serve");
+            return ExitCode::FAILURE;
+        }
+    };
+    let enforcer = Arc::new(Enforcer::new(Snapshot {
+        policy: config.policy.clone(),
+        directory,
+    }));
+    tracing::info!(
+        config = %config.path.display(),
+        config_version = config.policy.version,
+        listeners = config.policy.listeners.len() + usize::from(config.policy.default_listener.is_some()),
+        mode = config.policy.mode.name(),
+        "gatehouse starting"
+    );
+    let result = runtime.block_on(async {
+        tokio::spawn(reload_on_sighup(
+            config.path.clone(),
+            config.server.clone(),
+            enforcer.clone(),
+        ));
+        tokio::spawn(log_cache_counters(enforcer.clone()));
+        crate::server::serve(config.server.clone(), enforcer, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("gatehouse stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "gatehouse cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every five minutes, the directory cache counters (when they changed), so
+/// an admin can size the cache and see outages being bridged.
+async fn log_cache_counters(enforcer: Arc<Enforcer>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let snap = enforcer.snapshot();
+        let Some(now) = snap.directory.counters() else {
+            continue;
+        };
+        if last != Some(now) {
+            let [hits, misses, queries, errors, stale] = now;
+            tracing::info!(
+                hits,
+                misses,
+                queries,
+                errors,
+                stale_served = stale,
+                config_version = snap.policy.version,
+                "directory cache"
+            );
+            last = Some(now);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// SIGHUP: load the file again; a valid one applies to new transactions, an
+/// invalid one is refused and the running one keeps serving.
+async fn reload_on_sighup(path: PathBuf, server: ServerSettings, enforcer: Arc<Enforcer>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let old = enforcer.snapshot().policy.version;
+        match config::load(&path) {
+            Ok(new) => {
+                for w in &new.warnings {
+                    tracing::warn!("config: {w}");
+                }
+                if format!("{:?}", new.server) != format!("{server:?}") {
+                    tracing::warn!("[milter] settings changed; they apply after a restart");
+                }
+                let version = new.policy.version;
+                for what in new.policy.removed_since(&enforcer.snapshot().policy) {
+                    tracing::warn!(config_version = version, "reload removes {what}");
+                }
+                let directory = match new.build_directory() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(error = %e, config_version = old, "reload refused; the running configuration stays");
+                        continue;
+                    }
+                };
+                let running = enforcer.snapshot().directory.clone();
+                let directory = if running.same_as(&directory) {
+                    tracing::info!("directory settings unchanged: its cache and connections are kept");
+                    running
+                } else {
+                    directory.adopt_stale(&running);
+                    directory
+                };
+                enforcer.replace(Snapshot {
+                    policy: new.policy.clone(),
+                    directory,
+                });
+                tracing::info!(config_version = version, previous = old, "configuration reloaded");
+            }
+            Err(e) => {
+                // One event, one line: the parser's message has a snippet over several.
+                let error = e
+                    .to_string()
+                    .split('\n')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::error!(error = %error, config_version = old, "reload refused; the running configuration stays")
+            }
+        }
+    }
+}
