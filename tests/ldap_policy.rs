@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::slapd::{Options, Slapd, SERVICE_PASSWORD};
-use common::{free_port, gatehouse_check, ldap_example_config, reply_text, session, Gatehouse};
+use common::{gatehouse_check, ldap_example_config, reply_text, session, Gatehouse, ANY_PORT};
 use gatehouse::milter::client::{Envelope, MilterClient};
 
 fn start(slapd: &Slapd, cache: &str) -> Gatehouse {
-    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let listen = ANY_PORT.to_string();
     Gatehouse::start_with(&ldap_example_config(&listen, slapd, cache), &listen)
 }
 
@@ -314,7 +314,7 @@ async fn an_ambiguous_entry_is_a_tempfail_even_when_outages_accept() {
         tls: false,
         big: false,
     });
-    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let listen = ANY_PORT.to_string();
     let text = ldap_example_config(&listen, &slapd, "")
         .replace(
             "timeout = \"1s\"\n",
@@ -362,7 +362,7 @@ async fn a_silent_directory_is_answered_within_the_decision_timeout() {
     });
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("ldap://{}", silent.local_addr().unwrap());
-    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let listen = ANY_PORT.to_string();
     let text = ldap_example_config(&listen, &slapd, "")
         .replace(&slapd.url(), &silent_url)
         .replace("timeout = \"1s\"\n", "timeout = \"20s\"\n")
@@ -391,7 +391,7 @@ async fn reload_mid_outage(change: impl Fn(&str) -> String, kept: bool) {
         tls: false,
         big: false,
     });
-    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let listen = ANY_PORT.to_string();
     let text = ldap_example_config(&listen, &slapd, "ttl = \"1s\"\nstale_if_error = \"1h\"");
     let g = Gatehouse::start_with(&text, &listen);
     let mut c = session(&g.endpoint, "submission", "198.51.100.7").await;
@@ -442,7 +442,7 @@ async fn a_frozen_directory_is_a_4xx_within_the_deadline_and_recovery_is_quick()
         tls: false,
         big: false,
     });
-    let listen = format!("inet:127.0.0.1:{}", free_port());
+    let listen = ANY_PORT.to_string();
     let text = ldap_example_config(&listen, &slapd, "")
         .replace("decision_timeout = \"5s\"", "decision_timeout = \"1s\"");
     assert!(text.contains("decision_timeout = \"1s\""));

@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
-use common::{example_config, free_port, session, Gatehouse};
+use common::{example_config, session, Gatehouse, ANY_PORT};
 use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
 use gatehouse::milter::{Endpoint, Reply};
 
@@ -26,15 +26,9 @@ async fn unix_socket_mode_stale_file_and_cleanup() {
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
     let listen = format!("unix:{}", sock.display());
-    let port = free_port();
-    let port6 = std::net::TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = example_config(&listen, "socket_mode = \"0600\"").replace(
         &format!("listen = [\"{listen}\"]"),
-        &format!("listen = [\"{listen}\", \"inet:127.0.0.1:{port}\", \"inet6:[::1]:{port6}\"]"),
+        &format!("listen = [\"{listen}\", \"inet:127.0.0.1:0\", \"inet6:[::1]:0\"]"),
     );
     let mut g = Gatehouse::start_with(&config, &listen);
     let meta = std::fs::metadata(&sock).unwrap();
@@ -42,10 +36,7 @@ async fn unix_socket_mode_stale_file_and_cleanup() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert!(g.log().contains("removing stale socket"));
     // Both listeners serve.
-    for endpoint in [
-        Endpoint::parse(&listen).unwrap(),
-        Endpoint::parse(&format!("inet:127.0.0.1:{port}")).unwrap(),
-    ] {
+    for endpoint in [Endpoint::parse(&listen).unwrap(), g.bound("inet:127.0.0.1:0")] {
         let mut c = session(&endpoint, "bridgehead", "192.0.2.1").await;
         let r = c.transaction(&relay_attempt()).await.unwrap();
         assert!(matches!(&r.rcpts[0], Some(Reply::ReplyCode(t)) if t.ends_with(b"Unable to relay")));
@@ -267,8 +258,8 @@ async fn postfix_v6_negotiation_asks_for_exactly_what_the_policy_needs() {
 
 #[tokio::test]
 async fn listeners_can_be_told_apart_by_the_socket_the_mta_used() {
-    let (p1, p2) = (free_port(), free_port());
-    let (s1, s2) = (format!("inet:127.0.0.1:{p1}"), format!("inet:127.0.0.1:{p2}"));
+    // Two loopback addresses, each on a port the kernel picks.
+    let (s1, s2) = ("inet:127.0.0.1:0".to_string(), "inet:127.0.0.2:0".to_string());
     let config = example_config(&s1, "")
         .replace(
             &format!("listen = [\"{s1}\"]"),
@@ -284,10 +275,10 @@ async fn listeners_can_be_told_apart_by_the_socket_the_mta_used() {
         );
     let g = Gatehouse::start_with(&config, &s1);
     // Same macros on both sockets: only the socket differs.
-    let mut c1 = session(&Endpoint::parse(&s1).unwrap(), "whatever", "192.0.2.1").await;
+    let mut c1 = session(&g.bound(&s1), "whatever", "192.0.2.1").await;
     let r = c1.transaction(&relay_attempt()).await.unwrap();
     assert_eq!(r.mail, Some(Reply::Continue), "bridgehead allows anonymous");
-    let mut c2 = session(&Endpoint::parse(&s2).unwrap(), "whatever", "192.0.2.1").await;
+    let mut c2 = session(&g.bound(&s2), "whatever", "192.0.2.1").await;
     let r = c2.transaction(&relay_attempt()).await.unwrap();
     assert!(
         matches!(&r.mail, Some(Reply::ReplyCode(t)) if t.starts_with(b"530 5.7.0")),
@@ -298,15 +289,14 @@ async fn listeners_can_be_told_apart_by_the_socket_the_mta_used() {
 
 #[tokio::test]
 async fn a_session_no_listener_matches_gets_4xx_and_a_log_line_with_the_macros() {
-    let port = free_port();
-    let listen = format!("inet:127.0.0.1:{port}");
+    let listen = ANY_PORT;
     // The example without its "default" listener.
-    let config = example_config(&listen, "").replace(
+    let config = example_config(listen, "").replace(
         "[[listener]]\nname = \"default\"                           # example: sessions no other listener matches\nmatch = {}\nallow_anonymous = true\n",
         "",
     );
     assert!(!config.contains("name = \"default\""));
-    let g = Gatehouse::start_with(&config, &listen);
+    let g = Gatehouse::start_with(&config, listen);
     let mut c = session(&g.endpoint, "unknown-service", "192.0.2.1").await;
     let r = c.transaction(&relay_attempt()).await.unwrap();
     assert!(

@@ -8,7 +8,7 @@ mod common;
 use common::matrix::{C, ROWS};
 use common::slapd::{Options, Slapd};
 use common::{
-    assert_relay_refused, free_port, ldap_example_config, negotiated, reply_text, session, Gatehouse,
+    assert_relay_refused, ldap_example_config, negotiated, reply_text, session, Gatehouse, ANY_PORT,
 };
 use gatehouse::milter::client::Envelope;
 use gatehouse::milter::Reply;
@@ -85,17 +85,14 @@ async fn matrix_with_ldap_against_a_real_slapd() {
         tls: false,
         big: false,
     });
-    let listen = format!("inet:127.0.0.1:{}", free_port());
-    let g = Gatehouse::start_with(&ldap_example_config(&listen, &slapd, ""), &listen);
+    let g = Gatehouse::start_with(&ldap_example_config(ANY_PORT, &slapd, ""), ANY_PORT);
     run_matrix(&g).await;
 }
 
 #[tokio::test]
 async fn json_log_lines() {
-    let port = free_port();
-    let listen = format!("inet:127.0.0.1:{port}");
-    let config = common::example_config(&listen, "").replace("format = \"text\"", "format = \"json\"");
-    let g = Gatehouse::start_with(&config, &listen);
+    let config = common::example_config(ANY_PORT, "").replace("format = \"text\"", "format = \"json\"");
+    let g = Gatehouse::start_with(&config, ANY_PORT);
     let mut c = session(&g.endpoint, "bridgehead", "198.51.100.7").await;
     c.transaction(&Envelope {
         mail_macros: vec![("i".into(), "QJSON1".into())],

@@ -117,7 +117,15 @@ pub async fn serve<H: Handler>(
     let settings = Arc::new(settings);
     let mut accept_tasks = Vec::new();
     for (endpoint, listener) in listeners {
-        tracing::info!(socket = %endpoint, "listening");
+        match &listener {
+            // The address bound, which differs for port 0 (tests, or an
+            // admin letting the kernel choose).
+            BoundListener::Tcp(l) => match l.local_addr() {
+                Ok(address) => tracing::info!(socket = %endpoint, address = %address, "listening"),
+                Err(_) => tracing::info!(socket = %endpoint, "listening"),
+            },
+            BoundListener::Unix(..) => tracing::info!(socket = %endpoint, "listening"),
+        }
         accept_tasks.push(tokio::spawn(accept_loop(
             endpoint,
             listener,

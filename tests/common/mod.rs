@@ -2,11 +2,11 @@
 //! free loopback port, capture its log, stop it by PID.
 #![allow(dead_code)]
 
+pub mod fake_directory;
 pub mod matrix;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,14 +17,10 @@ use gatehouse::milter::Endpoint;
 
 pub const EXAMPLE_CONFIG: &str = include_str!("../../conf/gatehouse.toml");
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Where a test's gatehouse listens: port 0, the kernel picks a free port
+/// and gatehouse logs it (no port found free and then dropped, which
+/// another process may take in between).
+pub const ANY_PORT: &str = "inet:127.0.0.1:0";
 
 /// The example configuration, listening on `listen` instead of port 8890,
 /// with each `key = value` line of `overrides` replacing that key's line.
@@ -80,9 +76,7 @@ pub struct Gatehouse {
 impl Gatehouse {
     /// Start on a free TCP port with the example config (plus `extra_milter`).
     pub fn start(extra_milter: &str) -> Gatehouse {
-        let port = free_port();
-        let listen = format!("inet:127.0.0.1:{port}");
-        Gatehouse::start_with(&example_config(&listen, extra_milter), &listen)
+        Gatehouse::start_with(&example_config(ANY_PORT, extra_milter), ANY_PORT)
     }
 
     /// Start with a complete config text; `endpoint` is where to connect.
@@ -129,7 +123,34 @@ impl Gatehouse {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        if endpoint.ends_with(":0") {
+            g.endpoint = g.bound(endpoint);
+        }
         g
+    }
+
+    /// Where a listener configured on port 0 (`inet:127.0.0.1:0`) was
+    /// bound, from its "listening" line.
+    pub fn bound(&self, configured: &str) -> Endpoint {
+        let log = self.log();
+        let address = log
+            .lines()
+            .filter(|l| l.contains("listening"))
+            .find_map(|l| {
+                // Text (`socket=S address=A`) or JSON (`"socket":"S","address":"A"`).
+                let text = l.contains(&format!("socket={configured} "));
+                let json = l.contains(&format!("\"socket\":\"{configured}\""));
+                let (after, end) = match (text, json) {
+                    (true, _) => (l.split_once("address=")?.1, ' '),
+                    (_, true) => (l.split_once("\"address\":\"")?.1, '"'),
+                    _ => return None,
+                };
+                after.split(end).next()
+            })
+            .unwrap_or_else(|| panic!("no bound address for {configured} in:\n{log}"));
+        let port = address.rsplit(':').next().unwrap();
+        let host = configured.strip_suffix(":0").expect("a port-0 endpoint");
+        Endpoint::parse(&format!("{host}:{port}")).unwrap()
     }
 
     pub fn pid(&self) -> u32 {
