@@ -237,7 +237,7 @@ if grep -q "unix:$sock" "$tmp/serve.toml"; then
     for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
     check "extracted gatehouse run listens on unix:$(basename "$sock")" test -S "$sock"
     "$root/usr/bin/gatehouse-load" --socket "unix:$sock" --concurrency 4 --transactions 200 >"$tmp/load.out" 2>&1
-    check "extracted gatehouse-load: 200 transactions, 0 errors" grep -q 'RESULT .*transactions=200 errors=0$' "$tmp/load.out"
+    check "extracted gatehouse-load: 200 transactions, 0 errors" grep -q 'RESULT .*transactions=200 accepted=200 rejected=0 tempfailed=0 errors=0$' "$tmp/load.out"
     kill -TERM "$server_pid"
     wait "$server_pid"
     status=$?

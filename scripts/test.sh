@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck
 bash scripts/check-msrv.sh
+bash scripts/check-supply-chain.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

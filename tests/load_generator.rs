@@ -35,7 +35,10 @@ fn reused_and_fresh_connections_and_hold() {
     let g = Gatehouse::start("");
     let out = load(&g, &["--concurrency", "4", "--transactions", "200"]);
     let r = result_line(&out);
-    assert!(r.contains("transactions=200") && r.ends_with("errors=0"), "{r}");
+    assert!(
+        r.contains("transactions=200 accepted=200 rejected=0 tempfailed=0 errors=0"),
+        "{r}"
+    );
     let out = load(
         &g,
         &["--concurrency", "3", "--transactions", "60", "--fresh-connection"],
@@ -60,7 +63,11 @@ fn reused_and_fresh_connections_and_hold() {
             "submission",
         ],
     );
-    assert!(result_line(&out).ends_with("errors=0"));
+    let r = result_line(&out);
+    assert!(
+        r.contains("transactions=5 accepted=0 rejected=5 tempfailed=0 errors=0"),
+        "{r}"
+    );
     assert!(g.log_count("rule=\"anonymous_access\"") >= 5);
 }
 

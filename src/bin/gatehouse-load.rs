@@ -5,7 +5,11 @@
 //! connection or opening a fresh one per transaction. Prints transactions/s
 //! and latency percentiles; the last line is machine-readable:
 //!
-//! `RESULT tps=… p50_us=… p99_us=… p999_us=… transactions=… errors=…`
+//! `RESULT tps=… p50_us=… p99_us=… p999_us=… transactions=… accepted=… rejected=… tempfailed=… errors=…`
+//!
+//! A transaction counts as rejected when any reply was a 5xx, else as
+//! tempfailed when any was a 4xx, else as accepted; errors are transactions
+//! that did not complete (connection refused or lost, protocol error).
 //!
 //! `--hold N` instead opens N connections, negotiates and sends CONNECT/HELO,
 //! prints `HOLD connections=N` and keeps them idle (for memory measurements).
@@ -17,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
-use gatehouse::milter::Endpoint;
+use gatehouse::milter::client::{Envelope, MilterClient, TransactionReplies, POSTFIX_V6_OFFER};
+use gatehouse::milter::{Endpoint, Reply};
 
 #[derive(Parser, Clone)]
 #[command(name = "gatehouse-load", about = "Milter load generator (MTA side)")]
@@ -56,7 +60,34 @@ struct Args {
 #[derive(Default)]
 struct Stats {
     latencies_us: Vec<u32>,
+    /// Completed transactions by outcome: accepted, rejected, tempfailed.
+    outcomes: [u64; 3],
     errors: u64,
+}
+
+/// 0 accepted, 1 rejected (any 5xx), 2 tempfailed (any 4xx, no 5xx).
+fn outcome(r: &TransactionReplies) -> usize {
+    let replies = std::iter::once(&r.mail)
+        .chain(&r.rcpts)
+        .chain(std::iter::once(&r.end))
+        .flatten();
+    let (mut rejected, mut tempfailed) = (false, false);
+    for reply in replies {
+        match reply {
+            Reply::Reject => rejected = true,
+            Reply::Tempfail => tempfailed = true,
+            Reply::ReplyCode(t) if t.starts_with(b"5") => rejected = true,
+            Reply::ReplyCode(t) if t.starts_with(b"4") => tempfailed = true,
+            _ => {}
+        }
+    }
+    if rejected {
+        1
+    } else if tempfailed {
+        2
+    } else {
+        0
+    }
 }
 
 fn main() {
@@ -143,6 +174,7 @@ async fn load(endpoint: Endpoint, args: Args) {
                 let c = conn.as_mut().expect("opened above");
                 match c.transaction(&env).await {
                     Ok(r) if r.mail.is_some() => {
+                        stats.outcomes[outcome(&r)] += 1;
                         stats
                             .latencies_us
                             .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -174,6 +206,9 @@ async fn load(endpoint: Endpoint, args: Args) {
     for w in workers {
         if let Ok(s) = w.await {
             all.latencies_us.extend(s.latencies_us);
+            for (a, n) in all.outcomes.iter_mut().zip(s.outcomes) {
+                *a += n;
+            }
             all.errors += s.errors;
         }
     }
@@ -189,7 +224,7 @@ async fn load(endpoint: Endpoint, args: Args) {
     let done = all.latencies_us.len();
     let tps = done as f64 / elapsed;
     println!(
-        "{} transactions in {:.2}s over {} connection(s){}: {:.0} transactions/s; latency p50 {} µs, p99 {} µs, p99.9 {} µs; {} error(s)",
+        "{} transactions in {:.2}s over {} connection(s){}: {:.0} transactions/s; latency p50 {} µs, p99 {} µs, p99.9 {} µs; {} accepted, {} rejected, {} tempfailed; {} error(s)",
         done,
         elapsed,
         args.concurrency,
@@ -198,15 +233,21 @@ async fn load(endpoint: Endpoint, args: Args) {
         pct(0.5),
         pct(0.99),
         pct(0.999),
+        all.outcomes[0],
+        all.outcomes[1],
+        all.outcomes[2],
         all.errors
     );
     println!(
-        "RESULT tps={:.1} p50_us={} p99_us={} p999_us={} transactions={} errors={}",
+        "RESULT tps={:.1} p50_us={} p99_us={} p999_us={} transactions={} accepted={} rejected={} tempfailed={} errors={}",
         tps,
         pct(0.5),
         pct(0.99),
         pct(0.999),
         done,
+        all.outcomes[0],
+        all.outcomes[1],
+        all.outcomes[2],
         all.errors
     );
 }
@@ -237,5 +278,5 @@ async fn hold(endpoint: &Endpoint, args: &Args, n: usize) {
     for mut c in held {
         let _ = c.quit().await;
     }
-    println!("RESULT tps=0.0 p50_us=0 p99_us=0 p999_us=0 transactions={count} errors={errors}");
+    println!("RESULT tps=0.0 p50_us=0 p99_us=0 p999_us=0 transactions={count} accepted=0 rejected=0 tempfailed=0 errors={errors}");
 }
