@@ -28,7 +28,6 @@ pub struct StaticGroup {
 pub struct StaticDirectory {
     by_login: HashMap<String, Arc<ResolvedUser>>,
     by_address: HashMap<String, Arc<ResolvedUser>>,
-    groups: HashSet<String>,
 }
 
 impl StaticDirectory {
@@ -36,11 +35,9 @@ impl StaticDirectory {
         // parent_of[x] = groups that contain x, where x is "user:login" or "group:name" (lowercased).
         let mut parent_of: HashMap<String, Vec<String>> = HashMap::new();
         let mut display: HashMap<String, String> = HashMap::new();
-        let mut all_groups = HashSet::new();
         for g in groups {
             let key = g.name.to_ascii_lowercase();
             display.insert(key.clone(), g.name.clone());
-            all_groups.insert(key.clone());
             for m in &g.members {
                 parent_of
                     .entry(m.to_ascii_lowercase())
@@ -52,17 +49,13 @@ impl StaticDirectory {
             for g in &u.groups {
                 let key = g.to_ascii_lowercase();
                 display.entry(key.clone()).or_insert_with(|| g.clone());
-                all_groups.insert(key.clone());
                 parent_of
                     .entry(format!("user:{}", u.login.to_ascii_lowercase()))
                     .or_default()
                     .push(key);
             }
         }
-        let mut dir = StaticDirectory {
-            groups: all_groups,
-            ..Default::default()
-        };
+        let mut dir = StaticDirectory::default();
         for u in users {
             let mut memberships = Memberships::default();
             let start: Arc<[String]> = Arc::from(vec![u.login.clone()]);
@@ -104,18 +97,9 @@ impl StaticDirectory {
         dir
     }
 
-    /// Whether a group of this name is known (declared or referenced by a user).
-    pub fn has_group(&self, name: &str) -> bool {
-        self.groups.contains(&name.to_ascii_lowercase())
-    }
-
     /// Whether any user is in this group (directly or nested).
     pub fn group_has_members(&self, name: &str) -> bool {
         self.by_login.values().any(|u| u.groups.contains(name))
-    }
-
-    pub fn has_user(&self, login: &str) -> bool {
-        self.by_login.contains_key(&login.to_ascii_lowercase())
     }
 }
 

@@ -210,11 +210,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         encode_command(command, &mut self.write);
     }
 
-    /// Queue raw bytes (tests use this to send malformed packets).
-    pub fn queue_raw(&mut self, raw: &[u8]) {
-        self.write.extend_from_slice(raw);
-    }
-
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.write.is_empty() {
             self.stream.write_all(&self.write).await?;

@@ -255,11 +255,6 @@ impl<H: Handler> Session<H> {
         &self.peer
     }
 
-    /// Whether a transaction is open (between an accepted MAIL and its end).
-    pub fn in_transaction(&self) -> bool {
-        self.transaction.is_some()
-    }
-
     /// Handle one command and say what to answer.
     pub async fn handle(&mut self, command: Command) -> Result<Step, SessionError> {
         let letter = command.letter();
