@@ -126,8 +126,11 @@ async fn reload_on_sighup(path: PathBuf, server: ServerSettings, enforcer: Arc<E
     };
     while hup.recv().await.is_some() {
         let old = enforcer.snapshot().policy.version;
-        match config::load(&path) {
-            Ok(new) => {
+        // Loaded and its directory built (password file, CA) before anything
+        // is reported or applied: a refused reload is one line, nothing else.
+        let loaded = config::load(&path).and_then(|c| c.build_directory().map(|d| (c, d)));
+        match loaded {
+            Ok((new, directory)) => {
                 for w in &new.warnings {
                     tracing::warn!("config: {w}");
                 }
@@ -138,13 +141,6 @@ async fn reload_on_sighup(path: PathBuf, server: ServerSettings, enforcer: Arc<E
                 for what in new.policy.removed_since(&enforcer.snapshot().policy) {
                     tracing::warn!(config_version = version, "reload removes {what}");
                 }
-                let directory = match new.build_directory() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!(error = %e, config_version = old, "reload refused; the running configuration stays");
-                        continue;
-                    }
-                };
                 let running = enforcer.snapshot().directory.clone();
                 let directory = if running.same_as(&directory) {
                     tracing::info!("directory settings unchanged: its cache and connections are kept");

@@ -4,6 +4,7 @@
 //! a reload decide when.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,6 +69,34 @@ impl DirectorySettings {
         }
     }
 
+    /// Every `user:` and `group:` member of a static group names one that
+    /// is defined: a typo would silently leave the intended member out of a
+    /// group that grants or denies something.
+    fn check_members(&self, cx: &Context, spans: &[Range<usize>]) -> Result<(), ConfigError> {
+        let DirectorySettings::Static { groups, .. } = self else {
+            return Ok(());
+        };
+        for (g, span) in groups.iter().zip(spans) {
+            for member in &g.members {
+                let known = match member.split_once(':') {
+                    Some(("user", login)) => self.knows_user(login),
+                    Some((_, name)) => self.knows_group(name),
+                    None => false,
+                };
+                if !known {
+                    return Err(cx.at(
+                        span.clone(),
+                        format!(
+                            "group {:?}: member {member:?} is not defined in the directory",
+                            g.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn knows_user(&self, login: &str) -> bool {
         match self {
             DirectorySettings::Static { users, .. } => {
@@ -99,9 +128,13 @@ impl TryFrom<Section<'_, (raw::RawDirectory, CacheSettings)>> for DirectorySetti
         Section { raw: (d, cache), cx }: Section<'_, (raw::RawDirectory, CacheSettings)>,
     ) -> Result<Self, ConfigError> {
         let users = static_users(cx, d.users)?;
-        let groups = static_groups(cx, d.groups, &users)?;
+        let (groups, spans) = static_groups(cx, d.groups)?;
         match (d.backend, d.ldap) {
-            (raw::Backend::Static, None) => Ok(DirectorySettings::Static { users, groups }),
+            (raw::Backend::Static, None) => {
+                let settings = DirectorySettings::Static { users, groups };
+                settings.check_members(cx, &spans)?;
+                Ok(settings)
+            }
             (raw::Backend::Static, Some(l)) => Err(cx.at(
                 l.span(),
                 "[directory.ldap] is set but directory.backend is \"static\": set backend = \"ldap\"".into(),
@@ -160,14 +193,14 @@ fn static_users(cx: &Context, raw: Vec<Spanned<raw::RawUser>>) -> Result<Vec<Sta
     Ok(users)
 }
 
+/// The groups, each with the span of its table.
 fn static_groups(
     cx: &Context,
     raw: Vec<Spanned<raw::RawGroup>>,
-    users: &[StaticUser],
-) -> Result<Vec<StaticGroup>, ConfigError> {
+) -> Result<(Vec<StaticGroup>, Vec<Range<usize>>), ConfigError> {
     let mut groups = Vec::new();
+    let mut spans = Vec::new();
     let mut names = HashSet::new();
-    let declared: HashSet<String> = raw.iter().map(|g| g.get_ref().name.to_lowercase()).collect();
     for g in raw {
         let span = g.span();
         let g = g.into_inner();
@@ -178,44 +211,26 @@ fn static_groups(
             ));
         }
         for member in &g.members {
-            let known = match member.split_once(':') {
-                Some(("user", login)) if !login.is_empty() => {
-                    users.iter().any(|u| u.login.eq_ignore_ascii_case(login))
-                }
-                Some(("group", name)) if !name.is_empty() => {
-                    declared.contains(&name.to_lowercase())
-                        || users
-                            .iter()
-                            .any(|u| u.groups.iter().any(|x| x.eq_ignore_ascii_case(name)))
-                }
-                _ => {
-                    return Err(cx.at(
-                        span,
-                        format!(
-                            "group {:?}: member {member:?} must be \"user:LOGIN\" or \"group:NAME\"",
-                            g.name
-                        ),
-                    ))
-                }
-            };
-            // A typo here silently leaves the intended member out of a
-            // group that grants or denies something.
-            if !known {
+            let ok = member
+                .split_once(':')
+                .is_some_and(|(kind, name)| matches!(kind, "user" | "group") && !name.is_empty());
+            if !ok {
                 return Err(cx.at(
                     span,
                     format!(
-                        "group {:?}: member {member:?} is not defined in the directory",
+                        "group {:?}: member {member:?} must be \"user:LOGIN\" or \"group:NAME\"",
                         g.name
                     ),
                 ));
             }
         }
+        spans.push(span);
         groups.push(StaticGroup {
             name: g.name,
             members: g.members,
         });
     }
-    Ok(groups)
+    Ok((groups, spans))
 }
 
 impl TryFrom<Section<'_, Spanned<raw::RawLdap>>> for LdapSettings {
