@@ -4,7 +4,10 @@
 //! Each [`Slapd`] gets its own temporary folder holding a cn=config built
 //! with `slapadd -n0` from `tests/ldap/config.ldif`, an mdb database, and the
 //! server's log. slapd listens on a free loopback port only, runs without
-//! detaching (`-d none`), and is stopped through its PID. The test data
+//! detaching (`-d none`), and is stopped through its PID. Its ports are
+//! picked among those nobody listens on and handed to slapd to bind itself;
+//! when another process took one first, slapd fails to bind and is started
+//! again on other ports (never a port bound here and released for slapd). The test data
 //! (`tests/ldap/data.ldif`, then `tests/ldap/big.ldif`) is loaded with
 //! `ldapadd` over LDAP, because the memberof overlay fills `memberOf` only on
 //! LDAP writes, never on `slapadd`.
@@ -25,7 +28,6 @@
 //! ```
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -96,24 +98,28 @@ impl Slapd {
             .prefix("gatehouse-slapd-")
             .tempdir()
             .expect("create a temporary folder for slapd");
-        let (port, tls_port) = if options.tls {
-            let (a, b) = free_port_pair();
-            (a, Some(b))
-        } else {
-            (free_port(), None)
-        };
         if options.tls {
             make_certificates(dir.path());
         }
         build_config(dir.path(), options.tls);
 
         let mut slapd = Slapd {
-            port,
-            tls_port,
+            port: 0,
+            tls_port: None,
             dir,
             child: None,
         };
-        slapd.launch();
+        let mut attempt = 0;
+        loop {
+            let ports = unused_ports(if options.tls { 2 } else { 1 });
+            slapd.port = ports[0];
+            slapd.tls_port = ports.get(1).copied();
+            match slapd.launch() {
+                Ok(()) => break,
+                Err(log) if attempt < PORT_ATTEMPTS && port_taken(&log) => attempt += 1,
+                Err(log) => panic!("slapd did not start; log:\n{log}"),
+            }
+        }
         slapd.ldapadd(&ldap_dir().join("data.ldif"));
         if options.big {
             slapd.ldapadd(&ldap_dir().join("big.ldif"));
@@ -204,7 +210,9 @@ impl Slapd {
     /// including changes made by the test, is kept; nothing is reloaded.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        if let Err(log) = self.launch() {
+            panic!("slapd did not start again; log:\n{log}");
+        }
     }
 
     /// Apply an LDIF change (`changetype: add/modify/delete/modrdn`
@@ -215,19 +223,18 @@ impl Slapd {
         self.ldap_tool("ldapmodify", &path);
     }
 
-    /// Start slapd on the built configuration and wait until it listens.
-    fn launch(&mut self) {
+    /// Start slapd on the built configuration and wait until it listens on
+    /// its port(s). `Err(log)` when slapd exits first (a port taken by
+    /// another process, say); panics when it neither listens nor exits.
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "slapd is already running");
         let dir = self.dir.path();
         let mut listen = format!("ldap://127.0.0.1:{}/", self.port);
         if let Some(tls_port) = self.tls_port {
             listen.push_str(&format!(" ldaps://127.0.0.1:{tls_port}/"));
         }
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join("slapd.log"))
-            .expect("open slapd.log");
+        // A fresh log per start: a retry must not see the last one's error.
+        let log = File::create(dir.join("slapd.log")).expect("create slapd.log");
         // -d: do not detach, so the child is slapd itself and its PID is
         // ours to stop; log to stderr. Level "none" still logs what slapd
         // always logs (start, stop, errors such as a busy port); -d 0
@@ -246,44 +253,27 @@ impl Slapd {
             .expect("start slapd");
         self.child = Some(child);
 
-        // slapd calls listen() only once its databases are open, so a
-        // successful TCP connect means it is ready (harmless for LDAP).
-        self.wait_listening(self.port);
-        if let Some(tls_port) = self.tls_port {
-            self.wait_listening(tls_port);
-        }
-    }
-
-    /// Poll until a TCP connect to `port` succeeds; panic with slapd's log
-    /// if slapd exits first or after [`TIMEOUT`].
-    fn wait_listening(&mut self, port: u16) {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        // slapd calls listen() only once its databases are open, so its
+        // own listening socket on a port means it is ready.
+        let ports: Vec<u16> = std::iter::once(self.port).chain(self.tls_port).collect();
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            self.assert_running("during startup");
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                // A port taken by another process also accepts; slapd then
-                // fails to bind and exits at once: check it still runs.
-                self.assert_running("during startup (is the port taken?)");
-                return;
+            let child = self.child.as_mut().expect("slapd started");
+            if child.try_wait().expect("slapd status").is_some() {
+                self.child = None;
+                return Err(self.log());
+            }
+            if ports.iter().all(|&p| listens_on(child.id(), p)) {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 self.stop();
                 panic!(
-                    "slapd not listening on {addr} after {TIMEOUT:?}; log:\n{}",
+                    "slapd not listening on {ports:?} after {TIMEOUT:?}; log:\n{}",
                     self.log()
                 );
             }
             sleep(POLL);
-        }
-    }
-
-    /// Panic with slapd's log if it has exited.
-    fn assert_running(&mut self, when: &str) {
-        let child = self.child.as_mut().expect("slapd not started");
-        if let Some(status) = child.try_wait().expect("slapd status") {
-            self.child = None;
-            panic!("slapd exited {when} ({status}); log:\n{}", self.log());
         }
     }
 
@@ -328,22 +318,72 @@ pub fn ldap_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("ldap")
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
+/// How many times slapd is started on other ports when one was taken.
+const PORT_ATTEMPTS: usize = 20;
+
+/// `n` different ports in 20000-59999 that no socket listens on now,
+/// picked at random so that test binaries running at once rarely collide.
+fn unused_ports(n: usize) -> Vec<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let taken: Vec<u16> = listening_sockets().into_iter().map(|(port, _)| port).collect();
+    let mut ports = Vec::new();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    while ports.len() < n {
+        hasher.write_u32(std::process::id());
+        let port = 20000 + (hasher.finish() % 40000) as u16;
+        if !taken.contains(&port) && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
-/// Two different free loopback ports (both held while the second is found).
-fn free_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("find a free port");
-    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("find a free port");
-    (
-        a.local_addr().expect("port").port(),
-        b.local_addr().expect("port").port(),
-    )
+/// Whether slapd's log says it could not bind a listener.
+fn port_taken(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("bind(")
+}
+
+/// (port, socket inode) of every listening TCP socket in this network
+/// namespace, from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn listening_sockets() -> Vec<(u16, String)> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+            if fields.len() > 9 && fields[3] == "0A" {
+                let port = fields[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                if let Some(port) = port {
+                    found.push((port, fields[9].to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Whether process `pid` holds a socket listening on TCP `port`.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes: Vec<String> = listening_sockets()
+        .into_iter()
+        .filter(|(p, _)| *p == port)
+        .map(|(_, inode)| format!("socket:[{inode}]"))
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
 }
 
 /// The program named by environment variable `var`, else `name` from PATH or
