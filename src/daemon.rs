@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{self, Config, LogFormat};
 use crate::enforcer::{Enforcer, Snapshot};
+use crate::policy_delegation::PolicyServiceSettings;
 use crate::server::ServerSettings;
 
 fn init_logging(config: &Config) {
@@ -58,10 +59,38 @@ pub fn run(config: Config) -> ExitCode {
         tokio::spawn(reload_on_sighup(
             config.path.clone(),
             config.server.clone(),
+            config.policy_service.clone(),
             enforcer.clone(),
         ));
         tokio::spawn(log_cache_counters(enforcer.clone()));
-        crate::server::serve(config.server.clone(), enforcer, shutdown_signal()).await
+        // One stop signal for both front ends.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let milter = crate::server::serve(config.server.clone(), enforcer.clone(), until_stopped());
+        let delegation = async {
+            match config.policy_service.clone() {
+                Some(settings) => {
+                    let service = crate::policy_delegation::PolicyService {
+                        delegate: enforcer.clone(),
+                        settings: settings.clone(),
+                    };
+                    crate::server::serve_service(settings.listen, Arc::new(service), until_stopped()).await
+                }
+                None => Ok(()),
+            }
+        };
+        // Either failing to bind stops the daemon: a listener the admin
+        // configured and the MTA cannot reach is not a half-working server.
+        tokio::try_join!(milter, delegation).map(|_| ())
     });
     match result {
         Ok(()) => {
@@ -118,7 +147,12 @@ async fn shutdown_signal() {
 
 /// SIGHUP: load the file again; a valid one applies to new transactions, an
 /// invalid one is refused and the running one keeps serving.
-async fn reload_on_sighup(path: PathBuf, server: ServerSettings, enforcer: Arc<Enforcer>) {
+async fn reload_on_sighup(
+    path: PathBuf,
+    server: ServerSettings,
+    policy_service: Option<PolicyServiceSettings>,
+    enforcer: Arc<Enforcer>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler: reload disabled");
@@ -136,6 +170,9 @@ async fn reload_on_sighup(path: PathBuf, server: ServerSettings, enforcer: Arc<E
                 }
                 if format!("{:?}", new.server) != format!("{server:?}") {
                     tracing::warn!("[milter] settings changed; they apply after a restart");
+                }
+                if format!("{:?}", new.policy_service) != format!("{policy_service:?}") {
+                    tracing::warn!("[policy_service] settings changed; they apply after a restart");
                 }
                 let version = new.policy.version;
                 for what in new.policy.removed_since(&enforcer.snapshot().policy) {

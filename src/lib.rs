@@ -3,7 +3,8 @@
 //!
 //! Layout (the design's data flow, one module per part):
 //! - [`milter`]: the wire protocol — codec, negotiation, session, connection, MTA-side client;
-//! - [`server`]: listeners, connection limit, graceful shutdown;
+//! - [`policy_delegation`]: Postfix's policy-delegation protocol, the second front end;
+//! - [`server`]: listeners, connection limit, graceful shutdown, for either protocol;
 //! - [`policy`]: the pure rules, addresses, listener matching, reply texts;
 //! - [`directory`]: users and groups, a layer (cache, own-entry check) over a backend (static, LDAP);
 //! - [`config`]: the TOML file, validated into immutable structs;
@@ -18,4 +19,5 @@ pub mod directory;
 pub mod enforcer;
 pub mod milter;
 pub mod policy;
+pub mod policy_delegation;
 pub mod server;

@@ -529,3 +529,61 @@ fn world_readable_secrets_and_world_writable_sockets_warn() {
         c.warnings
     );
 }
+
+#[test]
+fn policy_service_settings_are_checked() {
+    let on = EXAMPLE.replacen("\nlisten = []", "\nlisten = [\"inet:127.0.0.1:10040\"]", 1);
+    let c = config::parse(&on, Path::new("x.toml")).unwrap();
+    let p = c.policy_service.expect("policy service on");
+    assert_eq!(p.listen.endpoints[0].to_string(), "inet:127.0.0.1:10040");
+    assert!(config::parse(EXAMPLE, Path::new("x.toml"))
+        .unwrap()
+        .policy_service
+        .is_none());
+    // A listener may match the policy socket.
+    let by_socket = on.replace(
+        "match = { daemon_name = \"submission\" }",
+        "match = { daemon_name = \"submission\", socket = \"inet:127.0.0.1:10040\" }",
+    );
+    assert!(config::parse(&by_socket, Path::new("x.toml")).is_ok());
+    let cases: &[(&str, &str, &[&str])] = &[
+        // One socket, one protocol.
+        (
+            "listen = [\"inet:127.0.0.1:10040\"]",
+            "listen = [\"inet:127.0.0.1:8890\"]",
+            &["policy_service.listen names inet:127.0.0.1:8890", "milter.listen"],
+        ),
+        (
+            "request_timeout = \"10s\"",
+            "request_timeout = \"0s\"",
+            &["policy_service.request_timeout", "line"],
+        ),
+        (
+            "max_request_bytes = 16384",
+            "max_request_bytes = 100",
+            &["policy_service.max_request_bytes", "1024"],
+        ),
+        (
+            "max_attributes = 128",
+            "max_attributes = 5",
+            &["policy_service.max_attributes"],
+        ),
+        (
+            "listen = [\"inet:127.0.0.1:10040\"]",
+            "listen = [\"tcp:10040\"]",
+            &["unknown type prefix"],
+        ),
+    ];
+    for (from, to, fragments) in cases {
+        assert!(on.contains(from), "{from}");
+        let e = error_of(&on.replacen(from, to, 1));
+        for f in *fragments {
+            assert!(e.contains(f), "expected {f:?} in: {e}");
+        }
+    }
+    // Nothing to serve at all is an error.
+    let nothing = EXAMPLE.replacen("listen = [\"inet:127.0.0.1:8890\"]", "listen = []", 1);
+    assert!(error_of(&nothing).contains("would serve nothing"));
+    let policy_only = on.replacen("listen = [\"inet:127.0.0.1:8890\"]", "listen = []", 1);
+    assert!(config::parse(&policy_only, Path::new("x.toml")).is_ok());
+}

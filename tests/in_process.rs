@@ -17,7 +17,9 @@ use gatehouse::enforcer::{Enforcer, Snapshot};
 use gatehouse::milter::client::{Envelope, MilterClient, POSTFIX_V6_OFFER};
 use gatehouse::milter::session::Session;
 use gatehouse::milter::{Endpoint, Reply};
-use gatehouse::server::{self, ServerSettings};
+use gatehouse::policy_delegation::client::PolicyClient;
+use gatehouse::policy_delegation::{self, Limits, PolicyServiceSettings, Timeouts};
+use gatehouse::server::{self, ListenSettings, ServerSettings};
 
 fn config(overrides: &str, listen: &str) -> Config {
     config::parse(&common::example_config(listen, overrides), Path::new("test.toml")).unwrap()
@@ -285,4 +287,101 @@ async fn the_server_serves_a_unix_socket_and_removes_it_at_shutdown() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     assert!(!socket.exists(), "the socket file is removed");
+}
+
+/// A policy-delegation connection served on one end of an in-memory stream.
+fn policy_connection(e: &Arc<Enforcer>, timeouts: Timeouts) -> PolicyClient<tokio::io::DuplexStream> {
+    let (mta, server) = tokio::io::duplex(64 * 1024);
+    let settings = PolicyServiceSettings {
+        listen: ListenSettings {
+            endpoints: vec![],
+            socket_mode: 0o660,
+            max_connections: 1,
+            shutdown_timeout: Duration::from_secs(1),
+        },
+        limits: Limits {
+            max_request_bytes: 16384,
+            max_attributes: 128,
+        },
+        timeouts,
+    };
+    let e = e.clone();
+    tokio::spawn(async move {
+        policy_delegation::serve_connection(server, &*e, &settings, "in-memory", "test").await
+    });
+    PolicyClient::new(mta)
+}
+
+const POLICY_TIMEOUTS: Timeouts = Timeouts {
+    idle: Duration::from_secs(330),
+    request: Duration::from_secs(10),
+};
+
+#[tokio::test(start_paused = true)]
+async fn policy_delegation_fails_closed_like_the_milter() {
+    let (e, control, _) = enforcer("decision_timeout = \"2s\"");
+    let mut c = policy_connection(&e, POLICY_TIMEOUTS);
+    let alice = |instance: &'static str| {
+        common::policy_request(&[
+            ("policy_context", "submission"),
+            ("sasl_username", "alice"),
+            ("sasl_method", "PLAIN"),
+            ("sender", "alice@example.com"),
+            ("recipient", "v@elsewhere.example"),
+            ("instance", instance),
+        ])
+    };
+    control.set_health(Health::Down);
+    let down = c.ask(&alice("t.1")).await.unwrap();
+    assert_eq!(down, "451 4.4.3 Directory server unavailable, try again later");
+    // Silent: a tempfail once decision_timeout has passed, never a pass.
+    control.set_health(Health::Silent);
+    let started = tokio::time::Instant::now();
+    let silent = c.ask(&alice("t.2")).await.unwrap();
+    assert_eq!(silent, down);
+    assert!(started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(3));
+    // The outage is not cached: the next transaction asks again.
+    control.set_health(Health::Up);
+    assert_eq!(c.ask(&alice("t.3")).await.unwrap(), "DUNNO");
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_delegation_keeps_the_snapshot_a_transaction_started_with() {
+    let (e, _, _) = enforcer("");
+    let mut c = policy_connection(&e, POLICY_TIMEOUTS);
+    let rcpt = |instance: &'static str, r: &'static str| {
+        common::policy_request(&[("instance", instance), ("recipient", r)])
+    };
+    assert_eq!(c.ask(&rcpt("s.1", "carol@example.com")).await.unwrap(), "DUNNO");
+    // A reload that turns the bridgehead to monitor mode applies to the
+    // next transaction, not to the rest of this one.
+    let monitor = config(
+        "reject_anonymous_local_sender = true       # default false\nmode = \"monitor\"",
+        "inet:127.0.0.1:8890",
+    );
+    e.replace(Snapshot {
+        policy: monitor.policy.clone(),
+        directory: e.snapshot().directory.clone(),
+    });
+    let same = c.ask(&rcpt("s.1", "v@elsewhere.example")).await.unwrap();
+    assert_eq!(same, "550 5.7.1 <v@elsewhere.example>: Unable to relay");
+    let next = c.ask(&rcpt("s.2", "v@elsewhere.example")).await.unwrap();
+    assert_eq!(next, "DUNNO", "monitor mode: logged, not refused");
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_delegation_drops_a_slow_request_at_its_deadline() {
+    let (e, _, _) = enforcer("");
+    let mut c = policy_connection(&e, POLICY_TIMEOUTS);
+    let wire = common::policy_request(&[]).encode();
+    c.send_raw(&wire[..10]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    c.closed().await.unwrap();
+    assert_eq!(started.elapsed().as_secs(), 10, "request_timeout");
+    // Idle between requests: idle_timeout.
+    let mut idle = policy_connection(&e, POLICY_TIMEOUTS);
+    assert_eq!(idle.ask(&common::policy_request(&[])).await.unwrap(), "DUNNO");
+    let started = tokio::time::Instant::now();
+    idle.closed().await.unwrap();
+    assert_eq!(started.elapsed().as_secs(), 330, "idle_timeout");
 }

@@ -1,17 +1,21 @@
 //! The policy matrix (tests/common/matrix.rs) through the real binary and
 //! the project's milter client, once with the static directory of the example
 //! configuration and once with the LDAP backend against a real slapd: every
-//! row's exact MAIL and RCPT replies.
+//! row's exact MAIL and RCPT replies. Each run also asks every row of
+//! the policy-delegation listener, as Postfix's smtpd would: the same
+//! replies (one decision, two front ends).
 
 mod common;
 
 use common::matrix::{C, ROWS};
 use common::slapd::{Options, Slapd};
 use common::{
-    assert_relay_refused, ldap_example_config, negotiated, reply_text, session, Gatehouse, ANY_PORT,
+    assert_relay_refused, example_config, ldap_example_config, negotiated, policy_request, reply_text,
+    session, with_policy_service, Gatehouse, ANY_PORT, POLICY_ANY_PORT,
 };
 use gatehouse::milter::client::Envelope;
 use gatehouse::milter::Reply;
+use gatehouse::policy_delegation::client::PolicyClient;
 
 async fn run_matrix(g: &Gatehouse) {
     let mut failures = Vec::new();
@@ -58,10 +62,74 @@ async fn run_matrix(g: &Gatehouse) {
     );
 }
 
+/// Every row through the policy-delegation listener: MAIL asked at MAIL
+/// (`smtpd_sender_restrictions` with `smtpd_delay_reject = no`), the
+/// recipient at RCPT, on one connection kept for all rows, as smtpd keeps it.
+async fn run_policy_matrix(g: &Gatehouse) {
+    let endpoint = g.policy_endpoint(POLICY_ANY_PORT);
+    let mut c = PolicyClient::connect(&endpoint).await.unwrap();
+    let mut failures = Vec::new();
+    let as_milter = |action: String| if action == "DUNNO" { C.to_string() } else { action };
+    for (i, (listener, login, client, from, rcpt, want_mail, want_rcpt, rule)) in ROWS.iter().enumerate() {
+        let context = if *listener == "default" {
+            "unlisted-service"
+        } else {
+            listener
+        };
+        let client = if client.is_empty() { "198.51.100.7" } else { client };
+        // Postfix's internal form: no angle brackets, the null sender empty.
+        let from = from.trim_start_matches('<').trim_end_matches('>');
+        let instance = format!("row.{i}");
+        let queue_id = format!("P{i:04}");
+        let ask = |state: &'static str, recipient: &'static str| {
+            policy_request(&[
+                ("protocol_state", state),
+                ("policy_context", context),
+                ("client_address", client),
+                ("sasl_username", login),
+                ("sasl_method", if login.is_empty() { "" } else { "PLAIN" }),
+                ("sender", from),
+                ("recipient", recipient),
+                ("instance", &instance),
+                ("queue_id", &queue_id),
+            ])
+        };
+        let got_mail = as_milter(c.ask(&ask("MAIL", "")).await.unwrap());
+        let got_rcpt = if got_mail == C {
+            as_milter(c.ask(&ask("RCPT", rcpt)).await.unwrap())
+        } else {
+            "-".to_string()
+        };
+        if (got_mail.as_str(), got_rcpt.as_str()) != (*want_mail, *want_rcpt) {
+            failures.push(format!(
+                "row {i} ({rule}): {listener} login={login:?} client={client} from={from} rcpt={rcpt}\n   want MAIL {want_mail:?} RCPT {want_rcpt:?}\n   got  MAIL {got_mail:?} RCPT {got_rcpt:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "policy delegation: {} of {} rows differ:\n{}",
+        failures.len(),
+        ROWS.len(),
+        failures.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn matrix_with_the_static_directory() {
-    let g = Gatehouse::start("");
+    let g = Gatehouse::start_with(
+        &with_policy_service(&example_config(ANY_PORT, ""), POLICY_ANY_PORT),
+        ANY_PORT,
+    );
     run_matrix(&g).await;
+    run_policy_matrix(&g).await;
+    // The policy path logs as the milter does: P0001 is row 1's refusal.
+    let log = g.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("P0001") && l.contains("rejected"))
+        .expect("row 1 is a refusal through the policy listener too");
+    assert!(line.contains("rule=\"relay\""), "{line}");
     // One log line per refusal, with queue id, listener, client, login, rule and reply.
     let log = g.log();
     let line = log
@@ -85,8 +153,10 @@ async fn matrix_with_ldap_against_a_real_slapd() {
         tls: false,
         big: false,
     });
-    let g = Gatehouse::start_with(&ldap_example_config(ANY_PORT, &slapd, ""), ANY_PORT);
+    let config = with_policy_service(&ldap_example_config(ANY_PORT, &slapd, ""), POLICY_ANY_PORT);
+    let g = Gatehouse::start_with(&config, ANY_PORT);
     run_matrix(&g).await;
+    run_policy_matrix(&g).await;
 }
 
 #[tokio::test]

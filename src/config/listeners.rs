@@ -141,7 +141,7 @@ impl TryFrom<Section<'_, RawListeners<'_>>> for Listeners {
                     return Err(cx.at(
                         span,
                         format!(
-                            "listener {:?}: match.socket {socket:?} is not in milter.listen",
+                            "listener {:?}: match.socket {socket:?} is not in milter.listen or policy_service.listen",
                             listener.name
                         ),
                     ));

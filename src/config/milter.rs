@@ -41,31 +41,12 @@ impl TryFrom<Section<'_, raw::RawMilter>> for MilterSettings {
                 "milter.decision_timeout = {decision_timeout:?} is not below the shipped MTA timeouts (Postfix milter_command_timeout = 10s, Sendmail T=S:10s): the MTA may give up first and apply its own default action"
             ));
         }
-        let socket_mode = u32::from_str_radix(m.socket_mode.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                cx.err(format!(
-                    "milter.socket_mode = {:?} is not an octal file mode like \"0660\"",
-                    m.socket_mode
-                ))
-            })?;
-        if socket_mode & 0o002 != 0 && m.listen.iter().any(|e| matches!(e.0, Endpoint::Unix(_))) {
-            cx.warn(format!(
-                "{}milter.socket_mode = {:?} lets every local user talk to gatehouse as the MTA (use 0660 and the MTA's group)",
-                cx.keys.at(t, "socket_mode"),
-                m.socket_mode
-            ));
-        }
-        let mut seen = HashSet::new();
-        for e in &m.listen {
-            if !seen.insert(e.0.to_string()) {
-                return Err(cx.err(format!("milter.listen names {} twice", e.0)));
-            }
-        }
+        let endpoints: Vec<Endpoint> = m.listen.into_iter().map(|e| e.0).collect();
+        let socket_mode = socket_mode(cx, t, &m.socket_mode, &endpoints)?;
+        unique_endpoints(cx, t, &endpoints)?;
         Ok(MilterSettings {
             server: ServerSettings {
-                endpoints: m.listen.into_iter().map(|e| e.0).collect(),
+                endpoints,
                 socket_mode,
                 max_connections: m.max_connections,
                 idle_timeout: m.idle_timeout.0,
@@ -79,6 +60,46 @@ impl TryFrom<Section<'_, raw::RawMilter>> for MilterSettings {
             decision_timeout,
         })
     }
+}
+
+/// `TABLE.socket_mode`: an octal mode; one that lets every local user
+/// connect to a unix socket draws a warning.
+pub(super) fn socket_mode(
+    cx: &super::context::Context<'_>,
+    table: &str,
+    raw: &str,
+    endpoints: &[Endpoint],
+) -> Result<u32, ConfigError> {
+    let mode = u32::from_str_radix(raw.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            cx.err(format!(
+                "{table}.socket_mode = {raw:?} is not an octal file mode like \"0660\""
+            ))
+        })?;
+    if mode & 0o002 != 0 && endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_))) {
+        cx.warn(format!(
+            "{}{table}.socket_mode = {raw:?} lets every local user talk to gatehouse as the MTA (use 0660 and the MTA's group)",
+            cx.keys.at(table, "socket_mode"),
+        ));
+    }
+    Ok(mode)
+}
+
+/// `TABLE.listen` names each endpoint once.
+pub(super) fn unique_endpoints(
+    cx: &super::context::Context<'_>,
+    table: &str,
+    endpoints: &[Endpoint],
+) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for e in endpoints {
+        if !seen.insert(e.to_string()) {
+            return Err(cx.err(format!("{table}.listen names {e} twice")));
+        }
+    }
+    Ok(())
 }
 
 /// `[log]`, validated.

@@ -14,6 +14,7 @@ mod context;
 mod directory;
 mod listeners;
 mod milter;
+mod policy_service;
 mod raw;
 mod recipients;
 mod relay_safety;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use crate::directory::{CacheSettings, Directory};
 use crate::policy::{AddressSettings, DirectoryErrorAction, DomainPattern, Mode, Policy, Replies};
+use crate::policy_delegation::PolicyServiceSettings;
 use crate::server::ServerSettings;
 
 pub use directory::DirectorySettings;
@@ -42,6 +44,8 @@ pub struct ConfigError {
 pub struct Config {
     pub path: PathBuf,
     pub server: ServerSettings,
+    /// `[policy_service]`, when it names an endpoint.
+    pub policy_service: Option<PolicyServiceSettings>,
     pub log: LogSettings,
     pub policy: Arc<Policy>,
     pub directory: DirectorySettings,
@@ -80,6 +84,19 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let log = LogSettings::try_from(cx.section(raw.log))?;
     let milter = milter::MilterSettings::try_from(cx.section(raw.milter))?;
+    let policy_service =
+        policy_service::PolicyService::try_from(cx.section(policy_service::PolicyServiceInput {
+            raw: raw.policy_service,
+            milter_endpoints: &milter.server.endpoints,
+            shutdown_timeout: milter.server.shutdown_timeout,
+        }))?
+        .0;
+    if milter.server.endpoints.is_empty() && policy_service.is_none() {
+        return Err(cx.err(
+            "milter.listen is empty and there is no policy_service.listen: gatehouse would serve nothing"
+                .into(),
+        ));
+    }
     let cache = CacheSettings::try_from(cx.section(raw.cache))?;
     let directory = DirectorySettings::try_from(cx.section((raw.directory, cache)))?;
     let local_domains: Vec<DomainPattern> = raw.domains.local.into_iter().map(|d| d.0).collect();
@@ -88,9 +105,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let addresses = AddressSettings::try_from(cx.section((raw.addresses, &local_domains[..])))?;
     let limits = relay_safety::TrustLimits::try_from(cx.section(raw.safety))?;
+    let mut endpoints = milter.server.endpoints.clone();
+    if let Some(p) = &policy_service {
+        endpoints.extend(p.listen.endpoints.iter().cloned());
+    }
     let scope = listeners::ListenerScope {
         directory: &directory,
-        endpoints: &milter.server.endpoints,
+        endpoints: &endpoints,
         limits,
     };
     let listeners = listeners::Listeners::try_from(cx.section((raw.listener, scope)))?;
@@ -112,6 +133,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         path: path.to_path_buf(),
         server: milter.server,
+        policy_service,
         log,
         policy: Arc::new(policy),
         directory,

@@ -113,6 +113,37 @@ pub struct RawConfig {
     pub replies: RawReplies,
     #[serde(default)]
     pub safety: RawSafety,
+    #[serde(default)]
+    pub policy_service: RawPolicyService,
+}
+
+/// `[policy_service]`: Postfix's policy delegation, off without `listen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicyService {
+    pub listen: Vec<Socket>,
+    pub socket_mode: String,
+    pub max_connections: usize,
+    pub idle_timeout: Dur,
+    pub request_timeout: Dur,
+    pub max_request_bytes: usize,
+    pub max_attributes: usize,
+}
+
+impl Default for RawPolicyService {
+    fn default() -> Self {
+        RawPolicyService {
+            listen: Vec::new(),
+            socket_mode: "0660".into(),
+            max_connections: 1024,
+            // Above Postfix's smtpd_policy_service_max_idle (300s): Postfix
+            // closes first and never finds its connection gone.
+            idle_timeout: Dur(Duration::from_secs(330)),
+            request_timeout: Dur(Duration::from_secs(10)),
+            max_request_bytes: 16384,
+            max_attributes: 128,
+        }
+    }
 }
 
 /// `[safety]`: how wide trusted networks may be.

@@ -306,7 +306,7 @@ fn unquoted_content(local: &str) -> Option<String> {
 }
 
 /// Quote `content` only if it is not a dot-atom.
-fn requote(content: &str) -> String {
+pub fn requote(content: &str) -> String {
     if dot_atom(content) {
         return content.to_string();
     }

@@ -148,17 +148,28 @@ impl ReplyTemplate {
     }
 }
 
-/// Make a reply line safe for both MTAs.
+/// Make a reply line safe for both MTAs' milter interfaces.
 pub fn sanitize(line: &str) -> String {
+    one_line(line, true)
+}
+
+/// A reply line as the text of a policy-delegation `action=`: one line, as
+/// long as the milter's, `%` as it is (Postfix does not format it).
+pub fn action_text(line: &str) -> String {
+    one_line(line, false)
+}
+
+fn one_line(line: &str, double_percent: bool) -> String {
     let mut out = String::with_capacity(line.len() + 4);
     for c in line.chars() {
         if c.is_control() {
             continue;
         }
-        if out.len() + c.len_utf8() + usize::from(c == '%') > MAX_REPLY_LINE {
+        let doubled = double_percent && c == '%';
+        if out.len() + c.len_utf8() + usize::from(doubled) > MAX_REPLY_LINE {
             break;
         }
-        if c == '%' {
+        if doubled {
             out.push('%');
         }
         out.push(c);
@@ -236,5 +247,9 @@ mod tests {
         let long = "a".repeat(5000);
         assert!(t.wire(Some(&long)).len() <= MAX_REPLY_LINE);
         assert!(!t.wire(Some("nul\0byte")).contains(&0u8));
+        // The policy-delegation form: one line, '%' kept as it is.
+        let action = action_text(&t.render(Some("100%@evil\n\naction=DUNNO")));
+        assert_eq!(action, "550 5.7.1 <100%@evilaction=DUNNO>: Unable to relay");
+        assert!(action_text(&t.render(Some(&long))).len() <= MAX_REPLY_LINE);
     }
 }

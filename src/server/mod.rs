@@ -1,5 +1,6 @@
-//! The accept loop: listeners, the connection limit, one task per milter
-//! connection, and graceful shutdown.
+//! The accept loop: listeners, the connection limit, one task per
+//! connection, and graceful shutdown, for any [`Service`] (the milter, and
+//! Postfix's policy delegation).
 //!
 //! Shutdown: stop accepting, remove unix sockets, then wait until every
 //! session has ended or `shutdown_timeout` has passed. A session's task holds
@@ -14,15 +15,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 
-mod throttle;
+pub(crate) mod throttle;
 
 use throttle::Throttle;
 
 use crate::milter::connection::{Connection, ConnectionError};
+use crate::milter::endpoint::MilterStream;
 use crate::milter::session::{wanted_names, Handler, Session, Step};
 use crate::milter::Endpoint;
 
@@ -39,6 +42,59 @@ pub struct ServerSettings {
     pub max_macro_bytes: usize,
     /// Bytes per second one connection is read at, on average.
     pub max_read_rate: u64,
+}
+
+impl ServerSettings {
+    fn listen(&self) -> ListenSettings {
+        ListenSettings {
+            endpoints: self.endpoints.clone(),
+            socket_mode: self.socket_mode,
+            max_connections: self.max_connections,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+/// What the accept loop needs to know of any service.
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub endpoints: Vec<Endpoint>,
+    pub socket_mode: u32,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// A protocol served on listeners: called once per accepted connection,
+/// in that connection's own task.
+pub trait Service: Send + Sync + 'static {
+    /// What the log calls one of its connections ("milter connection").
+    const CONNECTION: &'static str;
+
+    /// Serve one connection to its end. `peer` names it in the log;
+    /// `socket` is the listener it came in on, in config notation.
+    fn serve_connection(
+        self: Arc<Self>,
+        stream: MilterStream,
+        peer: String,
+        socket: Arc<str>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The milter on its listeners: sessions of `H` over [`run_session`].
+struct MilterService<H> {
+    handler: Arc<H>,
+    settings: ServerSettings,
+    wanted: Arc<[Bytes]>,
+}
+
+impl<H: Handler> Service for MilterService<H> {
+    const CONNECTION: &'static str = "milter connection";
+
+    async fn serve_connection(self: Arc<Self>, stream: MilterStream, peer: String, socket: Arc<str>) {
+        let session = Session::with_wanted(self.handler.clone(), socket, peer, self.wanted.clone())
+            .with_macro_budget(self.settings.max_macro_bytes);
+        run_session(stream, session, &self.settings).await
+    }
 }
 
 enum BoundListener {
@@ -58,7 +114,7 @@ impl Drop for UnixSocketGuard {
 
 /// Bind every endpoint; fail if any cannot be bound, so a typo is not a silent
 /// half-configured server.
-async fn bind(settings: &ServerSettings) -> io::Result<Vec<(Endpoint, BoundListener)>> {
+async fn bind(settings: &ListenSettings) -> io::Result<Vec<(Endpoint, BoundListener)>> {
     let mut out = Vec::new();
     for endpoint in &settings.endpoints {
         let listener = match endpoint {
@@ -105,10 +161,27 @@ fn remove_stale_socket(path: &PathBuf) -> io::Result<()> {
     }
 }
 
-/// Serve until `shutdown` completes, then drain sessions.
+/// Serve the milter until `shutdown` completes, then drain sessions.
 pub async fn serve<H: Handler>(
     settings: ServerSettings,
     handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let listen = settings.listen();
+    let wanted = wanted_names(&handler.macro_request());
+    let service = MilterService {
+        handler,
+        settings,
+        wanted,
+    };
+    serve_service(listen, Arc::new(service), shutdown).await
+}
+
+/// Serve `service` on every endpoint until `shutdown` completes, then
+/// drain its sessions.
+pub async fn serve_service<S: Service>(
+    settings: ListenSettings,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listeners = bind(&settings).await?;
@@ -129,26 +202,27 @@ pub async fn serve<H: Handler>(
         accept_tasks.push(tokio::spawn(accept_loop(
             endpoint,
             listener,
-            handler.clone(),
+            service.clone(),
             limit.clone(),
             settings.clone(),
             stop_rx.clone(),
         )));
     }
     shutdown.await;
-    tracing::info!("shutting down: no new connections");
+    tracing::info!(service = S::CONNECTION, "shutting down: no new connections");
     let _ = stop_tx.send(true);
     for t in accept_tasks {
         let _ = t.await; // drops the listeners and removes unix sockets
     }
     let in_flight = settings.max_connections - limit.available_permits();
     if in_flight > 0 {
-        tracing::info!(sessions = in_flight, deadline = ?settings.shutdown_timeout, "waiting for sessions to end");
+        tracing::info!(sessions = in_flight, deadline = ?settings.shutdown_timeout, service = S::CONNECTION, "waiting for sessions to end");
         let all = limit.acquire_many(settings.max_connections as u32);
         match tokio::time::timeout(settings.shutdown_timeout, all).await {
-            Ok(_) => tracing::info!("all sessions ended"),
+            Ok(_) => tracing::info!(service = S::CONNECTION, "all sessions ended"),
             Err(_) => tracing::warn!(
                 sessions = settings.max_connections - limit.available_permits(),
+                service = S::CONNECTION,
                 "shutdown deadline reached; closing remaining sessions"
             ),
         }
@@ -166,16 +240,15 @@ static IDLE_CLOSED: Throttle = Throttle::new(30);
 static PROTOCOL_ERROR: Throttle = Throttle::new(30);
 static READ_SLOWED: Throttle = Throttle::new(10);
 
-async fn accept_loop<H: Handler>(
+async fn accept_loop<S: Service>(
     endpoint: Endpoint,
     listener: BoundListener,
-    handler: Arc<H>,
+    service: Arc<S>,
     limit: Arc<Semaphore>,
-    settings: Arc<ServerSettings>,
+    settings: Arc<ListenSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
     let socket: Arc<str> = Arc::from(endpoint.to_string());
-    let wanted = wanted_names(&handler.macro_request());
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -196,50 +269,37 @@ async fn accept_loop<H: Handler>(
             if let Some(left_out) = OVER_LIMIT.admit(Instant::now()) {
                 tracing::warn!(
                     peer = %peer,
+                    socket = %socket,
                     max_connections = settings.max_connections,
                     left_out,
-                    "connection limit reached: closing new milter connection"
+                    "connection limit reached: closing new {}",
+                    S::CONNECTION
                 );
             }
             drop(stream);
             continue;
         };
-        let handler = handler.clone();
+        let service = service.clone();
         let socket = socket.clone();
-        let settings = settings.clone();
-        let wanted = wanted.clone();
         tokio::spawn(async move {
-            // Built inside the task: the task's state holds one session, not two.
-            let session = || {
-                Session::with_wanted(handler, socket, peer, wanted)
-                    .with_macro_budget(settings.max_macro_bytes)
-            };
-            match stream {
-                Accepted::Tcp(s) => run_session(s, session(), &settings).await,
-                Accepted::Unix(s) => run_session(s, session(), &settings).await,
-            }
+            service.serve_connection(stream, peer, socket).await;
             drop(permit);
         });
     }
 }
 
-enum Accepted {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(listener: &BoundListener, socket: &str) -> io::Result<(Accepted, String)> {
+async fn accept(listener: &BoundListener, socket: &str) -> io::Result<(MilterStream, String)> {
     match listener {
         BoundListener::Tcp(l) => {
             let (s, addr) = l.accept().await?;
             s.set_nodelay(true)?;
-            Ok((Accepted::Tcp(s), addr.to_string()))
+            Ok((MilterStream::Tcp(s), addr.to_string()))
         }
         BoundListener::Unix(l, _) => {
             let (s, _) = l.accept().await?;
             // Unix peers have no address: name them by socket and a counter.
             let id = CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-            Ok((Accepted::Unix(s), format!("{socket}#{id}")))
+            Ok((MilterStream::Unix(s), format!("{socket}#{id}")))
         }
     }
 }

@@ -22,6 +22,55 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../conf/gatehouse.toml");
 /// another process may take in between).
 pub const ANY_PORT: &str = "inet:127.0.0.1:0";
 
+/// Where a test's policy-delegation listener is: port 0 on another
+/// loopback address than the milter's (one endpoint, one protocol).
+pub const POLICY_ANY_PORT: &str = "inet:127.0.0.2:0";
+
+/// `config` (the example's text) with `[policy_service]` listening on `listen`.
+pub fn with_policy_service(config: &str, listen: &str) -> String {
+    let off = "\nlisten = []";
+    assert!(config.contains(off), "no policy_service listen line");
+    config.replacen(off, &format!("\nlisten = [\"{listen}\"]"), 1)
+}
+
+/// A request as Postfix's smtpd sends it at RCPT, anonymous, with
+/// `overrides` replacing or adding attributes.
+pub fn policy_request(overrides: &[(&str, &str)]) -> gatehouse::policy_delegation::Request {
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("request", "smtpd_access_policy"),
+        ("protocol_state", "RCPT"),
+        ("protocol_name", "ESMTP"),
+        ("helo_name", "client.example.net"),
+        ("queue_id", ""),
+        ("sender", "x@partner.example"),
+        ("recipient", "carol@example.com"),
+        ("recipient_count", "0"),
+        ("client_address", "198.51.100.7"),
+        ("client_name", "unknown"),
+        ("reverse_client_name", "unknown"),
+        ("instance", "1a2b.5f2e8c1d.1"),
+        ("sasl_method", ""),
+        ("sasl_username", ""),
+        ("sasl_sender", ""),
+        ("size", "0"),
+        ("ccert_subject", ""),
+        ("encryption_protocol", ""),
+        ("stress", ""),
+        ("policy_context", "bridgehead"),
+        ("server_address", "127.0.0.1"),
+        ("server_port", "25"),
+        ("compatibility_level", "3.6"),
+        ("mail_version", "3.7.11"),
+    ];
+    for (name, value) in overrides {
+        match pairs.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = value,
+            None => pairs.push((name, value)),
+        }
+    }
+    gatehouse::policy_delegation::Request::from_pairs(pairs)
+}
+
 /// The example configuration, listening on `listen` instead of port 8890,
 /// with each `key = value` line of `overrides` replacing that key's line.
 pub fn example_config(listen: &str, overrides: &str) -> String {
@@ -151,6 +200,13 @@ impl Gatehouse {
         let port = address.rsplit(':').next().unwrap();
         let host = configured.strip_suffix(":0").expect("a port-0 endpoint");
         Endpoint::parse(&format!("{host}:{port}")).unwrap()
+    }
+
+    /// Where the policy-delegation listener configured on `configured`
+    /// (port 0) was bound, once it listens.
+    pub fn policy_endpoint(&self, configured: &str) -> Endpoint {
+        self.wait_for_log(&format!("socket={configured} address="), Duration::from_secs(10));
+        self.bound(configured)
     }
 
     pub fn pid(&self) -> u32 {

@@ -18,6 +18,10 @@ use crate::milter::macros::MacroStore;
 use crate::milter::negotiate::MacroRequest;
 use crate::milter::protocol::MacroStage;
 use crate::milter::session::{parse_client_address, Facts, Handler, Verdict};
+mod delegation;
+
+pub use delegation::{external_form, DelegationState};
+
 use crate::policy::{
     evaluate_invalid_rcpt, evaluate_mail, evaluate_rcpt_after_mail, stricter, Action, Address, Decision,
     Listener, ListenerContext, ListenerId, MtaView, Policy, RecipientRule, ReplyKind, StoredRule, Subject,
@@ -53,21 +57,37 @@ pub fn macro_request() -> MacroRequest {
     }
 }
 
-/// Listener-selection macros and the MTA setting that provides each.
-const LISTENER_MACROS: [(&str, &str); 3] = [
-    (
-        "daemon_name",
-        "Postfix: -o milter_macro_daemon_name=NAME on the smtpd service in master.cf; Sendmail: Name= in DAEMON_OPTIONS",
-    ),
-    (
-        "daemon_port",
-        "Postfix >= 3.2 sends it when asked (gatehouse asks with protocol 6; check milter_protocol); Sendmail: add {daemon_port} to confMILTER_MACROS_CONNECT",
-    ),
-    (
-        "daemon_addr",
-        "Postfix >= 3.2; Sendmail: add {daemon_addr} to confMILTER_MACROS_CONNECT",
-    ),
+/// One listener-selection key as a front end gets it: the key, what the
+/// MTA sends for it, and the MTA setting that makes it send it.
+pub(crate) struct KeySource {
+    pub key: &'static str,
+    pub sent_as: &'static str,
+    pub fix: &'static str,
+}
+
+/// The milter's listener-selection macros.
+const LISTENER_MACROS: [KeySource; 3] = [
+    KeySource {
+        key: "daemon_name",
+        sent_as: "{daemon_name}",
+        fix: "Postfix: -o milter_macro_daemon_name=NAME on the smtpd service in master.cf; Sendmail: Name= in DAEMON_OPTIONS",
+    },
+    KeySource {
+        key: "daemon_port",
+        sent_as: "{daemon_port}",
+        fix: "Postfix >= 3.2 sends it when asked (gatehouse asks with protocol 6; check milter_protocol); Sendmail: add {daemon_port} to confMILTER_MACROS_CONNECT",
+    },
+    KeySource {
+        key: "daemon_addr",
+        sent_as: "{daemon_addr}",
+        fix: "Postfix >= 3.2; Sendmail: add {daemon_addr} to confMILTER_MACROS_CONNECT",
+    },
 ];
+
+const MILTER_NO_CLIENT: &str =
+    "the MTA sent no client address (CONNECT without address and no {client_addr})";
+const MILTER_CLIENT_FIX: &str =
+    "Postfix: add {client_addr} to milter_connect_macros; Sendmail: add {client_addr} to confMILTER_MACROS_CONNECT";
 
 pub struct Enforcer {
     current: ArcSwap<Snapshot>,
@@ -116,24 +136,36 @@ impl Enforcer {
         }
     }
 
-    /// Say once per listener and macro when a listener's match (or its
-    /// trusted networks) needs something the MTA did not send.
-    fn check_listener_macros(&self, policy: &Policy, macros: &MacroStore, client: Option<IpAddr>) {
-        for (name, fix) in LISTENER_MACROS {
-            if macros.get(name).is_some() {
+    /// Say once per listener and key when a listener's match (or its
+    /// trusted networks) needs something the MTA did not send. `sent(key)`
+    /// tells whether the MTA sent a key; `no_client` says how a missing
+    /// client address shows and how to fix it.
+    pub(crate) fn check_listener_keys(
+        &self,
+        policy: &Policy,
+        sent: impl Fn(&str) -> bool,
+        sources: &[KeySource],
+        client: Option<IpAddr>,
+        no_client: (&str, &str),
+    ) {
+        for source in sources {
+            if sent(source.key) {
                 continue;
             }
-            let needs = |l: &&crate::policy::Listener| match name {
+            let needs = |l: &&crate::policy::Listener| match source.key {
                 "daemon_name" => l.matcher.daemon_name.is_some(),
                 "daemon_port" => l.matcher.daemon_port.is_some(),
                 _ => l.matcher.daemon_addr.is_some(),
             };
             for l in policy.listeners.iter().filter(needs) {
-                self.warn_once(format!("macro:{}:{name}", l.name), || {
+                self.warn_once(format!("key:{}:{}:{}", l.name, source.key, source.sent_as), || {
                     tracing::warn!(
                         listener = %l.name,
-                        "the MTA did not send {{{name}}}, which listener {:?} matches on; sessions fall through to another listener. Fix: {fix}",
-                        l.name
+                        "the MTA did not send {}, which listener {:?} matches on ({}); sessions fall through to another listener. Fix: {}",
+                        source.sent_as,
+                        l.name,
+                        source.key,
+                        source.fix
                     )
                 });
             }
@@ -147,11 +179,13 @@ impl Enforcer {
                 .chain(policy.default_listener.iter())
                 .filter(needs)
             {
-                self.warn_once(format!("client:{}", l.name), || {
+                self.warn_once(format!("client:{}:{}", l.name, no_client.0), || {
                     tracing::warn!(
                         listener = %l.name,
-                        "the MTA sent no client address (CONNECT without address and no {{client_addr}}), which listener {:?} needs for its client ranges or trusted networks; such sessions are treated as untrusted. Fix: Postfix: add {{client_addr}} to milter_connect_macros; Sendmail: add {{client_addr}} to confMILTER_MACROS_CONNECT",
-                        l.name
+                        "{}, which listener {:?} needs for its client ranges or trusted networks; such sessions are treated as untrusted. Fix: {}",
+                        no_client.0,
+                        l.name,
+                        no_client.1
                     )
                 });
             }
@@ -498,8 +532,34 @@ pub fn verdict_for(policy: &Policy, d: &Decision, rcpt: Option<&Address>) -> Ver
     }
 }
 
+/// The MAIL decision on listener `id`, logged (with the queue id and
+/// client of `logged`) when it refuses.
+fn decide_mail(
+    policy: &Policy,
+    id: ListenerId,
+    subject: &Subject,
+    sender: Option<&Address>,
+    logged: (&str, Option<IpAddr>),
+) -> Decision {
+    let l = policy.listener_by_id(id);
+    let d = evaluate_mail(policy, l, subject, sender);
+    LogLine {
+        queue_id: logged.0,
+        client: logged.1,
+        policy,
+        listener: &l.name,
+        subject,
+        sender,
+        rcpt: None,
+        mta_rcpt: None,
+    }
+    .emit(&d);
+    d
+}
+
 struct LogLine<'a> {
-    facts: &'a Facts<'a>,
+    queue_id: &'a str,
+    client: Option<IpAddr>,
     policy: &'a Policy,
     listener: &'a str,
     subject: &'a Subject,
@@ -517,8 +577,9 @@ impl LogLine<'_> {
         }
         let rendered = self.policy.render(d, self.rcpt);
         let reply = rendered.reply.unwrap_or_default();
-        let queue_id = self.facts.macros.get_str("i").unwrap_or_default();
-        let client = client_address(self.facts)
+        let queue_id = self.queue_id;
+        let client = self
+            .client
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown".into());
         let sender = self.sender.map(|s| s.to_string()).unwrap_or_else(|| "<>".into());
@@ -562,7 +623,13 @@ impl Handler for Enforcer {
         let daemon_name = facts.macros.get_str("daemon_name");
         let ctx = listener_context(facts, daemon_name.as_deref());
         let listener = policy.select_listener(&ctx);
-        self.check_listener_macros(policy, facts.macros, ctx.client);
+        self.check_listener_keys(
+            policy,
+            |key| facts.macros.get(key).is_some(),
+            &LISTENER_MACROS,
+            ctx.client,
+            (MILTER_NO_CLIENT, MILTER_CLIENT_FIX),
+        );
         let login = facts.macros.get_str("auth_authen");
         // No listener: nothing to decide, so nothing to ask the directory.
         let subject = match listener {
@@ -593,18 +660,8 @@ impl Handler for Enforcer {
                 Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None))
             }
             Some(id) => {
-                let l = policy.listener_by_id(id);
-                let d = evaluate_mail(policy, l, &subject, sender.as_ref());
-                LogLine {
-                    facts,
-                    policy,
-                    listener: &l.name,
-                    subject: &subject,
-                    sender: sender.as_ref(),
-                    rcpt: None,
-                    mta_rcpt: None,
-                }
-                .emit(&d);
+                let queue_id = facts.macros.get_str("i").unwrap_or_default();
+                let d = decide_mail(policy, id, &subject, sender.as_ref(), (&queue_id, ctx.client));
                 let verdict = verdict_for(policy, &d, None);
                 mail = Some(d);
                 verdict
@@ -640,7 +697,8 @@ impl Handler for Enforcer {
         // every connection task's memory, idle or not.
         let j = Box::pin(judge_rcpt(&tx.snapshot, l, &mail_stage, &raw, mta)).await;
         LogLine {
-            facts,
+            queue_id: &facts.macros.get_str("i").unwrap_or_default(),
+            client: client_address(facts),
             policy,
             listener: &l.name,
             subject: &tx.subject,
