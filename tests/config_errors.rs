@@ -124,6 +124,12 @@ fn errors_name_file_line_and_key() {
             &["class 4 differs"],
         ),
         (
+            "local_delivery_domains = []",
+            "local_delivery_domains = [\"mx.elsewhere.example\"]",
+            "local_delivery_domains",
+            &["addresses.local_delivery_domains", "not in domains.local"],
+        ),
+        (
             "allow_anonymous = false\n",
             "allow_anonymous = \"no\"\n",
             "allow_anonymous = \"no\"",

@@ -37,7 +37,7 @@ async fn still_answers(endpoint: &Endpoint) {
         .ask(&policy_request(&[("recipient", "v@elsewhere.example")]))
         .await
         .unwrap();
-    assert_eq!(relay, "550 5.7.1 <v@elsewhere.example>: Unable to relay");
+    assert_eq!(relay, "550 5.7.1 Unable to relay");
 }
 
 /// The server closes the connection within `limit`.
@@ -57,7 +57,8 @@ async fn one_connection_carries_many_transactions_and_each_refusal_is_logged_onc
         let rcpt = format!("v{i}@elsewhere.example");
         let request = policy_request(&[("instance", &instance), ("recipient", &rcpt)]);
         let answer = c.ask(&request).await.unwrap();
-        assert_eq!(answer, format!("550 5.7.1 <{rcpt}>: Unable to relay"));
+        // Postfix writes "<rcpt>: Recipient address rejected: " before it.
+        assert_eq!(answer, "550 5.7.1 Unable to relay");
         // Asked again for the same recipient (smtpd_sender_restrictions and
         // smtpd_recipient_restrictions both name the service, evaluated
         // together at RCPT): the same answer, not a second log line.
@@ -93,10 +94,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut both = policy_request(&[("instance", "p.1"), ("recipient", "v@elsewhere.example")]).encode();
     both.extend(policy_request(&[("instance", "p.2")]).encode());
     c.send_raw(&both).await.unwrap();
-    assert_eq!(
-        c.answer().await.unwrap(),
-        "550 5.7.1 <v@elsewhere.example>: Unable to relay"
-    );
+    assert_eq!(c.answer().await.unwrap(), "550 5.7.1 Unable to relay");
     assert_eq!(c.answer().await.unwrap(), "DUNNO");
 }
 
@@ -248,7 +246,7 @@ async fn a_missing_policy_context_is_reported_once_with_the_fix() {
             ]))
             .await
             .unwrap();
-        assert_eq!(a, "550 5.7.1 <v@elsewhere.example>: Unable to relay");
+        assert_eq!(a, "550 5.7.1 Unable to relay");
     }
     let log = g.wait_for_log(
         "did not send the policy attribute policy_context",

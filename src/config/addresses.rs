@@ -69,10 +69,26 @@ fn address_settings(
         }
         None => String::new(),
     };
+    let mut local_delivery_domains = Vec::new();
+    for d in a.local_delivery_domains {
+        let span = d.span();
+        let pattern = d.into_inner().0;
+        if !local.iter().any(|l| l.matches(&pattern.domain)) {
+            return Err((
+                span,
+                format!(
+                    "local_delivery_domains: {:?} is not in domains.local",
+                    pattern.domain
+                ),
+            ));
+        }
+        local_delivery_domains.push(pattern);
+    }
     Ok(AddressSettings {
         default_domain,
         recipient_delimiter,
         mta_view: a.mta_view.unwrap_or(MtaView::Enforce),
+        local_delivery_domains,
     })
 }
 

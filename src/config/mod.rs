@@ -104,6 +104,11 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         cx.warn("domains.local is empty: every recipient counts as relaying".into());
     }
     let addresses = AddressSettings::try_from(cx.section((raw.addresses, &local_domains[..])))?;
+    if policy_service.is_some() && addresses.local_delivery_domains.is_empty() && !local_domains.is_empty() {
+        cx.warn(
+            "policy_service is on and addresses.local_delivery_domains is empty: Postfix does not tell a policy service where it delivers, so a recipient at one of Postfix's own names (mydestination) that is under domains.local is not judged as the same local part in default_domain; list those names".into(),
+        );
+    }
     let limits = relay_safety::TrustLimits::try_from(cx.section(raw.safety))?;
     let mut endpoints = milter.server.endpoints.clone();
     if let Some(p) = &policy_service {

@@ -366,6 +366,8 @@ pub struct RawAddresses {
     pub default_domain: Option<Spanned<String>>,
     pub recipient_delimiter: Option<Spanned<String>>,
     pub mta_view: Option<MtaView>,
+    #[serde(default)]
+    pub local_delivery_domains: Vec<Spanned<Domain>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -133,10 +133,7 @@ fn action_for(policy: &Policy, d: &Decision, rcpt: Option<&Address>) -> String {
     if d.lets_through() {
         return DUNNO.into();
     }
-    match policy.render(d, rcpt).reply {
-        Some(reply) => crate::policy::reply::action_text(&reply),
-        None => TEMPFAIL.into(),
-    }
+    policy.render_action(d, rcpt).unwrap_or_else(|| TEMPFAIL.into())
 }
 
 fn ip(request: &Request, name: &str) -> Option<IpAddr> {
@@ -198,8 +195,7 @@ impl Enforcer {
                     config_version = policy.version,
                     "no listener matches this policy request and there is no \"default\" listener: answered 4xx"
                 );
-                let reply = policy.replies.get(ReplyKind::NoListener).render(None);
-                (None, crate::policy::reply::action_text(&reply))
+                (None, policy.replies.get(ReplyKind::NoListener).action(None))
             }
             Some(id) => {
                 let logged = (request.get("queue_id").unwrap_or(""), ctx.client);

@@ -197,6 +197,10 @@ pub struct AddressSettings {
     pub recipient_delimiter: String,
     /// Whether the MTA's own resolution of a recipient is judged too.
     pub mta_view: MtaView,
+    /// Domains the MTA delivers by local part, to its aliases and local
+    /// users (Postfix `mydestination`, Sendmail class `w`): a recipient
+    /// there can mean the same-named list of the default domain.
+    pub local_delivery_domains: Vec<DomainPattern>,
 }
 
 impl Default for AddressSettings {
@@ -205,6 +209,7 @@ impl Default for AddressSettings {
             default_domain: None,
             recipient_delimiter: String::new(),
             mta_view: MtaView::Enforce,
+            local_delivery_domains: Vec::new(),
         }
     }
 }
@@ -251,7 +256,8 @@ impl Policy {
             && !address.domain.is_empty()
             && address
                 .without_extension(&self.addresses.recipient_delimiter)
-                .is_none();
+                .is_none()
+            && !self.delivers_by_local_part(address);
         if plain {
             // The common case, on every RCPT: the address is its only spelling.
             return self.recipients.get(address).into_iter().collect();
@@ -262,14 +268,36 @@ impl Policy {
             .collect()
     }
 
+    /// Whether the MTA delivers `address` by its local part (a domain of
+    /// `addresses.local_delivery_domains`).
+    fn delivers_by_local_part(&self, address: &Address) -> bool {
+        !address.is_routed()
+            && self
+                .addresses
+                .local_delivery_domains
+                .iter()
+                .any(|d| d.matches(&address.domain))
+    }
+
     /// Every spelling under which a restricted recipient could be meant by
     /// `address`: itself, without its extension, and each hop of its route
-    /// (completed with the default domain), each without extension too.
+    /// (completed with the default domain), each without extension too; a
+    /// hop in a local-delivery domain also as its local part in the default
+    /// domain (the MTA delivers it to the same alias).
     pub fn restriction_keys(&self, address: &Address) -> Vec<Address> {
         let delimiters = self.addresses.recipient_delimiter.as_str();
+        let default = self.addresses.default_domain.as_deref();
         let mut keys: Vec<Address> = Vec::new();
         let hops = std::iter::once(address.clone()).chain(address.route_targets());
-        for hop in hops.map(|a| a.completed(self.addresses.default_domain.as_deref())) {
+        let by_local_part = |hop: Address| {
+            let local = self.delivers_by_local_part(&hop);
+            let as_default = default.filter(|d| local && hop.domain != *d).map(|d| Address {
+                local: hop.local.clone(),
+                domain: d.to_string(),
+            });
+            std::iter::once(hop).chain(as_default)
+        };
+        for hop in hops.map(|a| a.completed(default)).flat_map(by_local_part) {
             let base = hop.without_extension(delimiters);
             for k in std::iter::once(hop).chain(base) {
                 if !keys.contains(&k) {
@@ -391,6 +419,18 @@ pub struct RenderedDecision {
 }
 
 impl Policy {
+    /// A refusal as a Postfix policy-delegation answer (see
+    /// [`reply::ReplyTemplate::action`]); `None` when `d` lets through or
+    /// has no reply of its own.
+    pub fn render_action(&self, d: &Decision, rcpt: Option<&Address>) -> Option<String> {
+        if d.lets_through() {
+            return None;
+        }
+        let rcpt = rcpt.map(|r| r.to_string());
+        d.reply_kind()
+            .map(|k| self.replies.get(k).action(rcpt.as_deref()))
+    }
+
     pub fn render(&self, d: &Decision, rcpt: Option<&Address>) -> RenderedDecision {
         RenderedDecision {
             action: d.action_name(),

@@ -142,6 +142,22 @@ impl ReplyTemplate {
         format!("{} {} {}", self.code, self.enhanced, text)
     }
 
+    /// The reply as a policy-delegation answer: Postfix writes
+    /// `<address>: Recipient address rejected: ` (or `Sender`) before the
+    /// text itself, so a leading `{rcpt}:` of the template is left out
+    /// rather than said twice.
+    pub fn action(&self, rcpt: Option<&str>) -> String {
+        let text = self
+            .text
+            .strip_prefix("{rcpt}")
+            .map_or(self.text.as_str(), |t| t.trim_start_matches(':').trim_start());
+        let text = match rcpt {
+            Some(r) => text.replace("{rcpt}", &format!("<{r}>")),
+            None => text.replace("{rcpt}", "<>"),
+        };
+        action_text(&format!("{} {} {}", self.code, self.enhanced, text))
+    }
+
     /// Wire form for a `y` packet.
     pub fn wire(&self, rcpt: Option<&str>) -> Bytes {
         Bytes::from(sanitize(&self.render(rcpt)))
@@ -247,9 +263,15 @@ mod tests {
         let long = "a".repeat(5000);
         assert!(t.wire(Some(&long)).len() <= MAX_REPLY_LINE);
         assert!(!t.wire(Some("nul\0byte")).contains(&0u8));
-        // The policy-delegation form: one line, '%' kept as it is.
-        let action = action_text(&t.render(Some("100%@evil\n\naction=DUNNO")));
-        assert_eq!(action, "550 5.7.1 <100%@evilaction=DUNNO>: Unable to relay");
-        assert!(action_text(&t.render(Some(&long))).len() <= MAX_REPLY_LINE);
+        // The policy-delegation form: one line, '%' kept as it is, the
+        // address left to Postfix's own prefix.
+        assert_eq!(
+            t.action(Some("100%@evil\n\naction=DUNNO")),
+            "550 5.7.1 Unable to relay"
+        );
+        let inner = ReplyTemplate::parse("550 5.7.1 Mail for {rcpt} needs a login").unwrap();
+        let action = inner.action(Some("100%@evil\n\naction=DUNNO"));
+        assert_eq!(action, "550 5.7.1 Mail for <100%@evilaction=DUNNO> needs a login");
+        assert!(inner.action(Some(&long)).len() <= MAX_REPLY_LINE);
     }
 }

@@ -888,6 +888,28 @@ mod tests {
         }
     }
 
+    /// The MTA's own names deliver by local part: all@mx.example.com is
+    /// the list when mx.example.com is a local-delivery domain, and only
+    /// then (another subdomain may have its own all@).
+    #[test]
+    fn local_delivery_domains_reach_the_default_domains_lists() {
+        let mut p = policy(vec![staff_only_list()]);
+        p.local_domains
+            .push(DomainPattern::parse(".example.com").unwrap());
+        let restricted = |p: &Policy, r: &str| !p.configured_restrictions(&addr(r)).is_empty();
+        assert!(!restricted(&p, "all@mx.example.com"));
+        p.addresses.local_delivery_domains = vec![DomainPattern::parse("mx.example.com").unwrap()];
+        for r in ["all@mx.example.com", "ALL+tag@MX.example.com.", "all@example.com"] {
+            assert!(restricted(&p, r), "{r}");
+        }
+        for r in ["all@lists.example.com", "other@mx.example.com"] {
+            assert!(!restricted(&p, r), "{r}");
+        }
+        let anonymous = Subject::anonymous();
+        let d = evaluate_rcpt(&p, &listener(), &anonymous, None, &addr("all@mx.example.com"));
+        assert_ne!(d.action, Action::Accept);
+    }
+
     /// An unusable directory answer (two entries for one login, a refused
     /// search) is a tempfail whatever on_directory_error says.
     #[test]

@@ -46,6 +46,18 @@ ADDR_INVALID=(
     '<x@elsewhere.example>.example.com'
 )
 
+# Invalid spellings Postfix tidies into another address before a policy
+# service sees it (the milter sees them as typed and refuses them as
+# invalid): index in ADDR_INVALID -> the address Postfix makes of it, and
+# delivers to. Through the policy service they are judged as that address.
+declare -A ADDR_TIDIED=(
+    [0]='x@elsewhere.example.example.com'
+    [7]='all-staff@example.com'
+)
+# Names (without the MTA prefix) of the cases judged as tidied, for
+# postfix_parity.
+ADDR_TIDIED_CASES=()
+
 # Spellings that reach the restricted list all-staff@example.com.
 ADDR_LIST=(
     'all-staff'
@@ -79,6 +91,22 @@ addr_refused() {
     ADDR_REFUSED+=("$n")
 }
 
+# addr_judged_as NAME RCPT TIDIED SMTP_CASE_OPTIONS...: RCPT gets the
+# reply that TIDIED gets, typed plainly in its own session.
+addr_judged_as() {
+    local n=$1 r=$2 t=$3 a b
+    shift 3
+    smtp_case "$n" "$@" --to "$r" --quit-after RCPT --expect-glob "$(addr_stage "$r")" '[245][0-9][0-9] *'
+    smtp_case "$n-tidied" "$@" --to "$t" --quit-after RCPT --expect-glob "$(addr_stage "$t")" '[245][0-9][0-9] *'
+    a=$(e2e_replies <"$E2E_ROOT/cases/${n//[^A-Za-z0-9._-]/_}.txt" | awk -F'\t' '$1 ~ /^rcpt:/ { print $2 }')
+    b=$(e2e_replies <"$E2E_ROOT/cases/${n//[^A-Za-z0-9._-]/_}-tidied.txt" | awk -F'\t' '$1 ~ /^rcpt:/ { print $2 }')
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then
+        pass "$n: judged as $t"
+    else
+        fail "$n: judged as $t" "typed: '$a', tidied: '$b'"
+    fi
+}
+
 # address_battery MTA BRIDGEHEAD_PORT SUBMISSION_PORT SETTLE DELIVERED
 #   SETTLE: waits until the MTA's queue is empty.
 #   DELIVERED MARKER: true when case MARKER reached any local mailbox.
@@ -95,6 +123,12 @@ address_battery() {
         addr_refused "$mta-addr-relay-denied-routed-$i" "${ADDR_ROUTED[$i]}" "${bob[@]}"
     done
     for i in "${!ADDR_INVALID[@]}"; do
+        if [ "${E2E_REPLIES_FROM:-}" = postfix-policy ] && [ -n "${ADDR_TIDIED[$i]:-}" ]; then
+            addr_judged_as "$mta-addr-anonymous-invalid-$i" "${ADDR_INVALID[$i]}" "${ADDR_TIDIED[$i]}" "${anonymous[@]}"
+            addr_judged_as "$mta-addr-authenticated-invalid-$i" "${ADDR_INVALID[$i]}" "${ADDR_TIDIED[$i]}" "${alice[@]}"
+            ADDR_TIDIED_CASES+=("addr-anonymous-invalid-$i" "addr-authenticated-invalid-$i")
+            continue
+        fi
         addr_refused "$mta-addr-anonymous-invalid-$i" "${ADDR_INVALID[$i]}" "${anonymous[@]}"
         addr_refused "$mta-addr-authenticated-invalid-$i" "${ADDR_INVALID[$i]}" "${alice[@]}"
     done

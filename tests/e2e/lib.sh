@@ -300,6 +300,8 @@ gatehouse_config() {
     local out=$1 secret=$E2E_ROOT/gatehouse.secret
     GH_PORT=${GH_PORT:-$(free_port)}
     GH_MILTER=inet:127.0.0.1:$GH_PORT
+    GH_POLICY_PORT=${GH_POLICY_PORT:-$(free_port)}
+    GH_POLICY=inet:127.0.0.1:$GH_POLICY_PORT
     printf 'gatehouse-secret\n' >"$secret"
     chmod 600 "$secret"
     awk -v url="$LDAP_URL" -v secret="$secret" '
@@ -328,10 +330,14 @@ gatehouse_config() {
     ' "$E2E_REPO/conf/gatehouse.toml" \
         | sed -e "s|^listen = \[\"inet:127.0.0.1:8890\"\]|listen = [\"$GH_MILTER\"]|" \
               -e 's|^trusted_networks = \["10.0.0.0/8"\]|trusted_networks = ["127.0.0.2/32"]|' \
+              -e "s|^listen = \[\] .*\$|listen = [\"$GH_POLICY\"]|" \
+              -e 's|^local_delivery_domains = \[\] .*$|local_delivery_domains = ["mx.example.com"]|' \
               >"$out"
     grep -q "^listen = \[\"$GH_MILTER\"\]" "$out" || { echo "e2e: listen not substituted in $out" >&2; return 1; }
     grep -q '^trusted_networks = \["127.0.0.2/32"\]' "$out" || { echo "e2e: trusted_networks not substituted in $out" >&2; return 1; }
     grep -q '^backend = "ldap"' "$out" || { echo "e2e: [directory] not replaced in $out" >&2; return 1; }
+    grep -q "^listen = \[\"$GH_POLICY\"\]" "$out" || { echo "e2e: policy_service listen not substituted in $out" >&2; return 1; }
+    grep -q '^local_delivery_domains = \["mx.example.com"\]' "$out" || { echo "e2e: local_delivery_domains not substituted in $out" >&2; return 1; }
 }
 
 start_gatehouse() {
@@ -343,8 +349,12 @@ start_gatehouse() {
     "$GH_BIN" --config "$GH_CONFIG" </dev/null >>"$GH_LOG" 2>&1 &
     GH_PID=$!
     e2e_track_pid "$GH_PID" gatehouse
+    # Listening on every socket of its configuration (the milter's and the
+    # policy service's, when configured).
+    local -a want
+    mapfile -t want < <(sed -n 's/^listen = \[\([^]]*\)\].*/\1/p' "$GH_CONFIG" | grep -o '"[^"]*"' | tr -d '"')
     for ((i = 0; i < 200; i++)); do
-        if tail -n +"$from" "$GH_LOG" | grep -q 'listening'; then return 0; fi
+        if gatehouse_listens "$from" "${want[@]}"; then return 0; fi
         if ! e2e_alive "$GH_PID"; then
             tail -n +"$from" "$GH_LOG" >&2
             echo "e2e: gatehouse exited during startup" >&2
@@ -355,6 +365,17 @@ start_gatehouse() {
     tail -n +"$from" "$GH_LOG" >&2
     echo "e2e: gatehouse not listening after 10 s" >&2
     return 1
+}
+
+# gatehouse_listens FROM SOCKET...: the log from line FROM on says
+# "listening" for every SOCKET.
+gatehouse_listens() {
+    local from=$1 socket lines
+    shift
+    lines=$(tail -n +"$from" "$GH_LOG" | grep 'listening')
+    for socket in "$@"; do
+        grep -qF "socket=$socket " <<<"$lines" || return 1
+    done
 }
 
 stop_gatehouse() { e2e_stop_pid "$GH_PID"; }
@@ -395,7 +416,7 @@ e2e_start_shared() {
     gatehouse_config "$E2E_ROOT/gatehouse.toml" || e2e_fatal "gatehouse config"
     start_gatehouse "$E2E_ROOT/gatehouse.toml" || e2e_fatal "gatehouse did not start"
     start_sink || e2e_fatal "smtp-sink did not start"
-    e2e_log "slapd $LDAP_URL, gatehouse $GH_MILTER (PID $GH_PID), smtp-sink 127.0.0.1:$SINK_PORT"
+    e2e_log "slapd $LDAP_URL, gatehouse $GH_MILTER and policy service $GH_POLICY (PID $GH_PID), smtp-sink 127.0.0.1:$SINK_PORT"
 }
 
 # ---------------------------------------------------------------- assertions
@@ -469,6 +490,16 @@ e2e_replies() {
     '
 }
 
+# e2e_replies output with what Postfix writes before a policy service's
+# answer taken out: "<rcpt>: Recipient address rejected: " leaves the
+# "<rcpt>: " that the milter's replies begin with, "<sender>: Sender
+# address rejected: " nothing (the milter's MAIL replies name no address).
+# What remains is gatehouse's code, enhanced code and text.
+e2e_without_policy_prefix() {
+    sed -E -e 's/^([^\t]*\t[45][0-9][0-9] [45]\.[0-9]+\.[0-9]+ )(<[^>]*>: )Recipient address rejected: /\1\2/' \
+           -e 's/^([^\t]*\t[45][0-9][0-9] [45]\.[0-9]+\.[0-9]+ )<[^>]*>: Sender address rejected: /\1/'
+}
+
 smtp_case() {
     local name=$1
     shift
@@ -502,6 +533,9 @@ smtp_case() {
     swaks "${args[@]}" ${extra[@]+"${extra[@]}"} >"$transcript" 2>&1 </dev/null
     local replies problems='' i got
     replies=$(e2e_replies <"$transcript")
+    if [ "${E2E_REPLIES_FROM:-}" = postfix-policy ]; then
+        replies=$(e2e_without_policy_prefix <<<"$replies")
+    fi
     for i in "${!expect_stage[@]}"; do
         got=$(awk -F'\t' -v s="${expect_stage[$i]}" '$1 == s { r = $2 } END { print (r == "" ? "(none)" : r) }' <<<"$replies")
         if [ "${expect_kind[$i]}" = exact ]; then

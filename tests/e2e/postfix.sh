@@ -3,13 +3,19 @@
 #
 # Sourced by tests/e2e/run.sh after lib.sh: defines postfix_suite, which
 # needs the shared services of lib.sh (e2e_start_shared) and leaves them
-# running as it found them. Run alone (as root) with
+# running as it found them. `postfix_suite milter` registers gatehouse as
+# a milter (packaging/postfix/main.cf.snippet, cases named postfix-*),
+# `postfix_suite policy` as a policy service
+# (packaging/postfix/main.cf.policy.snippet, cases postfix-policy-*), with
+# the same expectations; postfix_parity then compares every reply of the
+# two runs. Run alone (as root) with
 #   bash tests/e2e/postfix.sh
 #
-# What it builds, all under $E2E_ROOT/postfix (/etc/postfix is untouched):
+# What it builds, all under $E2E_ROOT/postfix or $E2E_ROOT/postfix-policy
+# (/etc/postfix is untouched):
 #   etc/      config_directory: main.cf = the settings below +
-#             packaging/postfix/main.cf.snippet (gatehouse address
-#             substituted); master.cf = Postfix's internal services +
+#             packaging/postfix/main.cf.snippet or main.cf.policy.snippet
+#             (gatehouse address substituted); master.cf = Postfix's internal services +
 #             packaging/postfix/master.cf.snippet (listen addresses
 #             substituted); vmailbox (texthash) for the local domain.
 #   spool/    queue_directory, data/ data_directory, maillog (maillog_file).
@@ -42,12 +48,22 @@ pf_master_listeners() {
     printf '%s\n' "$out"
 }
 
-# main.cf.snippet with gatehouse's address substituted.
-pf_main_milter() {
+# The main.cf snippet of PF_INTERFACE with gatehouse's address
+# substituted (and, for the policy service, MAIL-stage refusals at MAIL
+# FROM, as the milter gives them).
+pf_main_snippet() {
     local out
-    out=$(sed -e "s|^smtpd_milters = inet:127.0.0.1:8890\$|smtpd_milters = $GH_MILTER|" \
-              "$PF_SNIPPETS/main.cf.snippet")
-    grep -q "^smtpd_milters = $GH_MILTER\$" <<<"$out" || return 1
+    if [ "$PF_INTERFACE" = policy ]; then
+        out=$(sed -e "s|check_policy_service inet:127.0.0.1:10040\$|check_policy_service $GH_POLICY|" \
+                  -e 's|^#smtpd_delay_reject = no$|smtpd_delay_reject = no|' \
+                  "$PF_SNIPPETS/main.cf.policy.snippet")
+        [ "$(grep -c "^smtpd_[a-z]*_restrictions = check_policy_service $GH_POLICY\$" <<<"$out")" = 2 ] || return 1
+        grep -q '^smtpd_delay_reject = no$' <<<"$out" || return 1
+    else
+        out=$(sed -e "s|^smtpd_milters = inet:127.0.0.1:8890\$|smtpd_milters = $GH_MILTER|" \
+                  "$PF_SNIPPETS/main.cf.snippet")
+        grep -q "^smtpd_milters = $GH_MILTER\$" <<<"$out" || return 1
+    fi
     printf '%s\n' "$out"
 }
 
@@ -159,9 +175,9 @@ relayhost = [127.0.0.1]:$SINK_PORT
 smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 
-# --- packaging/postfix/main.cf.snippet ---
+# --- the packaging/postfix/ snippet of the $PF_INTERFACE interface ---
 EOF
-        pf_main_milter || { echo "e2e: smtpd_milters line not found in main.cf.snippet" >&2; return 1; }
+        pf_main_snippet || { echo "e2e: gatehouse lines not found in the $PF_INTERFACE snippet" >&2; return 1; }
     } >"$PF_CONF/main.cf"
     {
         pf_master_base
@@ -175,7 +191,7 @@ EOF
 pf_dovecot_ready() { [ -S "$PF_QUEUE/private/auth" ] || ! e2e_alive "$PF_DOVECOT_PID"; }
 
 pf_start() {
-    PF_DIR=$E2E_ROOT/postfix
+    PF_DIR=$E2E_ROOT/$PF_NAME
     PF_CONF=$PF_DIR/etc
     PF_QUEUE=$PF_DIR/spool
     PF_DATA=$PF_DIR/data
@@ -249,90 +265,94 @@ pf_delivered() { grep -rqxF "X-E2E-Case: $1" "$PF_MAIL"; }
 pf_settle() { wait_until 15 pf_queue_empty; }
 
 postfix_suite() {
-    e2e_log "Postfix $(postconf -d -h mail_version)"
+    PF_INTERFACE=${1:-milter}
+    if [ "$PF_INTERFACE" = policy ]; then PF_NAME=postfix-policy; else PF_NAME=postfix; fi
+    # How smtp_case reads the replies (lib.sh, e2e_without_policy_prefix).
+    E2E_REPLIES_FROM=$PF_NAME
+    e2e_log "Postfix $(postconf -d -h mail_version), gatehouse as $PF_INTERFACE"
     if ! pf_start; then
-        fail "postfix: start Postfix and Dovecot"
+        fail "$PF_NAME: start Postfix and Dovecot"
         return 1
     fi
     e2e_log "Postfix bridgehead 127.0.0.1:$PF_BH_PORT, submission 127.0.0.1:$PF_SUB_PORT"
     local bh=$PF_BH_PORT sub=$PF_SUB_PORT queued='250 2.0.0 Ok: queued as *' n
 
     # --- bridgehead (anonymous allowed) ---------------------------------
-    n=postfix-bridgehead-anonymous-to-local
+    n=$PF_NAME-bridgehead-anonymous-to-local
     smtp_case "$n" --port "$bh" --from partner@partner.example --to carol@example.com \
         --expect mail '250 2.1.0 Ok' \
         --expect rcpt:carol@example.com '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: in carol's maildir" wait_until 15 maildir_has carol "$n"
 
-    n=postfix-bridgehead-null-sender-to-local
+    n=$PF_NAME-bridgehead-null-sender-to-local
     smtp_case "$n" --port "$bh" --from '<>' --to carol@example.com \
         --expect mail '250 2.1.0 Ok' \
         --expect rcpt:carol@example.com '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: in carol's maildir" wait_until 15 maildir_has carol "$n"
 
-    n=postfix-bridgehead-anonymous-relay
+    n=$PF_NAME-bridgehead-anonymous-relay
     smtp_case "$n" --port "$bh" --from partner@partner.example --to victim@elsewhere.example \
         --expect rcpt:victim@elsewhere.example '550 5.7.1 <victim@elsewhere.example>: Unable to relay' \
         --expect data '(none)'
 
-    n=postfix-bridgehead-trusted-relay
+    n=$PF_NAME-bridgehead-trusted-relay
     smtp_case "$n" --port "$bh" --client 127.0.0.2 --from app@example.com --to someone@elsewhere.example \
         --expect rcpt:someone@elsewhere.example '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: reached smtp-sink" wait_until 15 sink_has "$n" someone@elsewhere.example
 
-    n=postfix-bridgehead-authenticated-relay
+    n=$PF_NAME-bridgehead-authenticated-relay
     smtp_case "$n" --port "$bh" --auth alice --from alice@example.com --to x@elsewhere.example \
         --expect auth '235 2.7.0 Authentication successful' \
         --expect rcpt:x@elsewhere.example '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: reached smtp-sink" wait_until 15 sink_has "$n" x@elsewhere.example
 
-    n=postfix-bridgehead-anonymous-to-restricted-list
+    n=$PF_NAME-bridgehead-anonymous-to-restricted-list
     smtp_case "$n" --port "$bh" --from partner@partner.example --to all-staff@example.com \
         --expect rcpt:all-staff@example.com '550 5.7.1 <all-staff@example.com>: Authentication required to send to this recipient'
 
-    n=postfix-bridgehead-anonymous-local-sender
+    n=$PF_NAME-bridgehead-anonymous-local-sender
     smtp_case "$n" --port "$bh" --from ceo@example.com --to carol@example.com \
         --expect mail '550 5.7.1 Anonymous client does not have permissions to send as this sender'
 
     # --- submission (AUTH required by gatehouse) -----------------------
-    n=postfix-submission-anonymous
+    n=$PF_NAME-submission-anonymous
     smtp_case "$n" --port "$sub" --from someone@partner.example --to carol@example.com \
         --expect mail '530 5.7.0 Authentication required'
 
-    n=postfix-submission-not-in-mail-senders
+    n=$PF_NAME-submission-not-in-mail-senders
     smtp_case "$n" --port "$sub" --auth carol --from carol@example.com --to alice@example.com \
         --expect auth '235 2.7.0 Authentication successful' \
         --expect mail '550 5.7.1 Client does not have permissions to submit to this server'
 
-    n=postfix-submission-send-as-other
+    n=$PF_NAME-submission-send-as-other
     smtp_case "$n" --port "$sub" --auth alice --from bob@example.com --to carol@example.com \
         --expect mail '550 5.7.1 Client does not have permissions to send as this sender'
 
-    n=postfix-submission-nested-group-to-list
+    n=$PF_NAME-submission-nested-group-to-list
     smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to all-staff@example.com \
         --expect rcpt:all-staff@example.com '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: in all-staff's maildir" wait_until 15 maildir_has all-staff "$n"
 
-    n=postfix-submission-contractor-to-list
+    n=$PF_NAME-submission-contractor-to-list
     smtp_case "$n" --port "$sub" --auth bob --from bob@example.com --to all-staff@example.com \
         --expect rcpt:all-staff@example.com '550 5.7.1 <all-staff@example.com>: Not authorized to send to this recipient'
 
-    n=postfix-submission-relay-allowed-group
+    n=$PF_NAME-submission-relay-allowed-group
     smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to x@elsewhere.example \
         --expect rcpt:x@elsewhere.example '250 2.1.5 Ok' \
         --expect-glob dot "$queued"
     check "$n: reached smtp-sink" wait_until 15 sink_has "$n" x@elsewhere.example
 
-    n=postfix-submission-relay-deny-beats-allow
+    n=$PF_NAME-submission-relay-deny-beats-allow
     smtp_case "$n" --port "$sub" --auth bob --from bob@example.com --to x@elsewhere.example \
         --expect rcpt:x@elsewhere.example '550 5.7.1 <x@elsewhere.example>: Not permitted to relay'
 
-    n=postfix-submission-multi-recipient
+    n=$PF_NAME-submission-multi-recipient
     smtp_case "$n" --port "$sub" --auth bob --from bob@example.com \
         --to carol@example.com --to x@elsewhere.example --to all-staff@example.com \
         --expect rcpt:carol@example.com '250 2.1.5 Ok' \
@@ -342,77 +362,158 @@ postfix_suite() {
     check "$n: in carol's maildir" wait_until 15 maildir_has carol "$n"
 
     # Everything accepted so far is delivered: now the negative checks.
-    check "postfix: queue empty" pf_settle
-    check_not "postfix-bridgehead-anonymous-relay: not relayed" sink_has postfix-bridgehead-anonymous-relay
-    check_not "postfix-submission-relay-deny-beats-allow: not relayed" sink_has postfix-submission-relay-deny-beats-allow
-    check_not "postfix-submission-multi-recipient: not relayed" sink_has postfix-submission-multi-recipient
-    check_not "postfix-submission-multi-recipient: not delivered to all-staff" \
-        maildir_has all-staff postfix-submission-multi-recipient
-    check_not "postfix-submission-contractor-to-list: not delivered" \
-        maildir_has all-staff postfix-submission-contractor-to-list
+    check "$PF_NAME: queue empty" pf_settle
+    check_not "$PF_NAME-bridgehead-anonymous-relay: not relayed" sink_has "$PF_NAME-bridgehead-anonymous-relay"
+    check_not "$PF_NAME-submission-relay-deny-beats-allow: not relayed" sink_has "$PF_NAME-submission-relay-deny-beats-allow"
+    check_not "$PF_NAME-submission-multi-recipient: not relayed" sink_has "$PF_NAME-submission-multi-recipient"
+    check_not "$PF_NAME-submission-multi-recipient: not delivered to all-staff" \
+        maildir_has all-staff "$PF_NAME-submission-multi-recipient"
+    check_not "$PF_NAME-submission-contractor-to-list: not delivered" \
+        maildir_has all-staff "$PF_NAME-submission-contractor-to-list"
 
     # --- addresses as Postfix rewrites them (tests/e2e/addresses.sh) ----
-    address_battery postfix "$bh" "$sub" pf_settle pf_delivered
+    address_battery "$PF_NAME" "$bh" "$sub" pf_settle pf_delivered
 
     # --- directory down ------------------------------------------------
     # dave was never looked up; alice's entry expires (ttl 2s) and then
     # stops being served stale (stale_if_error 2s).
     stop_slapd
     sleep 4.5
-    n=postfix-directory-down-submission
+    n=$PF_NAME-directory-down-submission
     smtp_case "$n" --port "$sub" --auth dave --from dave@example.com --to carol@example.com \
         --expect auth '235 2.7.0 Authentication successful' \
         --expect mail '451 4.4.3 Directory server unavailable, try again later'
-    n=postfix-directory-down-expired-cache
+    n=$PF_NAME-directory-down-expired-cache
     smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to x@elsewhere.example \
         --expect-glob mail '4[0-9][0-9] *' \
         --expect dot '(none)'
-    n=postfix-directory-down-anonymous-relay
+    n=$PF_NAME-directory-down-anonymous-relay
     smtp_case "$n" --port "$bh" --from partner@partner.example --to victim@elsewhere.example \
         --expect rcpt:victim@elsewhere.example '550 5.7.1 <victim@elsewhere.example>: Unable to relay'
-    n=postfix-directory-down-anonymous-to-restricted-list
+    n=$PF_NAME-directory-down-anonymous-to-restricted-list
     smtp_case "$n" --port "$bh" --from partner@partner.example --to all-staff@example.com \
         --expect rcpt:all-staff@example.com '550 5.7.1 <all-staff@example.com>: Authentication required to send to this recipient'
     if ! start_slapd; then
-        fail "postfix: restart slapd"
+        fail "$PF_NAME: restart slapd"
     fi
     # gatehouse backs off from a failed server for at most 2 s: a session
     # gets past it within a few seconds of slapd answering.
     wait_until 10 pf_directory_answers
-    n=postfix-directory-back
+    n=$PF_NAME-directory-back
     smtp_case "$n" --port "$sub" --auth dave --from dave@example.com --to carol@example.com \
         --expect mail '550 5.7.1 Client does not have permissions to submit to this server'
 
     # --- gatehouse down --------------------------------------------------
     stop_gatehouse
-    n=postfix-gatehouse-down-anonymous
+    n=$PF_NAME-gatehouse-down-anonymous
     smtp_case "$n" --port "$bh" --from partner@partner.example --to carol@example.com \
         --expect-glob mail '4[0-9][0-9] *' \
         --expect mail '451 4.7.1 Service unavailable - try again later' \
         --expect dot '(none)'
-    n=postfix-gatehouse-down-trusted-relay
+    n=$PF_NAME-gatehouse-down-trusted-relay
     smtp_case "$n" --port "$bh" --client 127.0.0.2 --from app@example.com --to someone@elsewhere.example \
         --expect mail '451 4.7.1 Service unavailable - try again later' \
         --expect dot '(none)'
-    # With the milter down, Postfix refuses AUTH itself (smtpd treats the
-    # session as tempfailed from CONNECT on; EHLO still answers 250).
-    n=postfix-gatehouse-down-submission
-    smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to x@elsewhere.example \
-        --expect auth '454 4.3.0 Try again later' \
-        --expect mail '(none)' \
-        --expect dot '(none)'
-    check "postfix: queue empty after gatehouse down" pf_settle
-    check_not "postfix-gatehouse-down-trusted-relay: not relayed" sink_has postfix-gatehouse-down-trusted-relay
-    check_not "postfix-gatehouse-down-submission: not relayed" sink_has postfix-gatehouse-down-submission
-    check_not "postfix-gatehouse-down-anonymous: not delivered" maildir_has carol postfix-gatehouse-down-anonymous
-    if ! start_gatehouse "$GH_CONFIG"; then
-        fail "postfix: restart gatehouse"
+    n=$PF_NAME-gatehouse-down-submission
+    if [ "$PF_INTERFACE" = milter ]; then
+        # With the milter down, Postfix refuses AUTH itself (smtpd treats the
+        # session as tempfailed from CONNECT on; EHLO still answers 250).
+        smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to x@elsewhere.example \
+            --expect auth '454 4.3.0 Try again later' \
+            --expect mail '(none)' \
+            --expect dot '(none)'
+    else
+        # A policy service is asked nothing before MAIL: AUTH succeeds, MAIL
+        # gets smtpd_policy_service_default_action.
+        smtp_case "$n" --port "$sub" --auth alice --from alice@example.com --to x@elsewhere.example \
+            --expect auth '235 2.7.0 Authentication successful' \
+            --expect mail '451 4.7.1 Service unavailable - try again later' \
+            --expect dot '(none)'
     fi
-    n=postfix-gatehouse-back
+    check "$PF_NAME: queue empty after gatehouse down" pf_settle
+    check_not "$PF_NAME-gatehouse-down-trusted-relay: not relayed" sink_has "$PF_NAME-gatehouse-down-trusted-relay"
+    check_not "$PF_NAME-gatehouse-down-submission: not relayed" sink_has "$PF_NAME-gatehouse-down-submission"
+    check_not "$PF_NAME-gatehouse-down-anonymous: not delivered" maildir_has carol "$PF_NAME-gatehouse-down-anonymous"
+    if ! start_gatehouse "$GH_CONFIG"; then
+        fail "$PF_NAME: restart gatehouse"
+    fi
+    n=$PF_NAME-gatehouse-back
     smtp_case "$n" --port "$bh" --from partner@partner.example --to victim@elsewhere.example \
         --expect rcpt:victim@elsewhere.example '550 5.7.1 <victim@elsewhere.example>: Unable to relay'
 
     pf_stop
+    E2E_REPLIES_FROM=
+}
+
+# The replies of one case's transcript, as parity compares them: every
+# stage from MAIL on, queue ids masked, Postfix's prefix of policy answers
+# taken out, and the address a recipient's refusal starts with: the milter
+# names the address as gatehouse normalised it (<all-staff@example.com>),
+# Postfix's prefix as the client typed it (<ALL-Staff@Example.COM>).
+pf_case_replies() {
+    e2e_replies <"$1" | e2e_without_policy_prefix | awk -F'\t' '$1 == "mail" || $1 ~ /^rcpt:/ || $1 == "data" || $1 == "dot"' \
+        | sed -E -e 's/queued as [0-9A-Za-z]*/queued as QUEUEID/' \
+                 -e 's/^(rcpt:[^\t]*\t[45][0-9][0-9] [45]\.[0-9]+\.[0-9]+ )<[^>]*>: /\1/'
+}
+
+# Every case of `postfix_suite milter` against its twin of `postfix_suite
+# policy`: the same reply at every stage. Allowed, and listed:
+#  - gatehouse down on submission (the milter's outage refuses AUTH, the
+#    policy service is not asked before MAIL);
+#  - a recipient with an @ inside quotes: Postfix passes "a@b"@c to a
+#    policy service as a@b@c, the form of an invalid address, refused as
+#    such (501) where the milter, seeing the quotes, refuses it by its
+#    rule: a refusal either way;
+#  - the invalid spellings Postfix tidies into a valid address even with
+#    strict_rfc821_envelopes (ADDR_TIDIED in addresses.sh): the policy
+#    service judges the address Postfix delivers to (addr_judged_as);
+#  - a recipient Postfix refuses itself as not in its mailbox table: with
+#    a milter Postfix asks its table first, with a policy service in
+#    smtpd_recipient_restrictions gatehouse first (then the table): a
+#    refusal either way.
+postfix_parity() {
+    local cases=$E2E_ROOT/cases f twin name compared=0 problems='' allowed='' a b
+    for f in "$cases"/postfix-*.txt; do
+        name=$(basename "$f" .txt)
+        case $name in postfix-policy-*) continue ;; esac
+        twin=$cases/postfix-policy-${name#postfix-}.txt
+        if [ ! -f "$twin" ]; then
+            problems+="$name: no policy twin"$'\n'
+            continue
+        fi
+        compared=$((compared + 1))
+        a=$(pf_case_replies "$f")
+        b=$(pf_case_replies "$twin")
+        [ "$a" = "$b" ] && continue
+        if [ "$name" = postfix-gatehouse-down-submission ] \
+            || printf '%s\n' "${ADDR_TIDIED_CASES[@]}" | grep -qxF "${name#postfix-}"; then
+            allowed+="$name"$'\n'
+            continue
+        fi
+        # Every differing line: a recipient refused (5xx) both ways, quoted
+        # with an @ inside, or refused by Postfix's own table on one side.
+        if paste <(printf '%s\n' "$a") <(printf '%s\n' "$b") | awk -F'\t' '
+                $1 != $3 || $2 != $4 {
+                    known = $1 ~ /^rcpt:"[^"]*@[^"]*"@/ || $2 ~ /User unknown/ || $4 ~ /User unknown/
+                    if (!($1 == $3 && $1 ~ /^rcpt:/ && $2 ~ /^5/ && $4 ~ /^5/ && known)) bad = 1
+                }
+                END { exit bad }'; then
+            allowed+="$name"$'\n'
+            continue
+        fi
+        problems+="$name:"$'\n'"$(diff <(printf '%s\n' "$a") <(printf '%s\n' "$b"))"$'\n'
+    done
+    if [ "$compared" -lt 40 ]; then
+        problems+="only $compared cases compared"$'\n'
+    fi
+    if [ -n "$allowed" ]; then
+        e2e_log "postfix parity: expected differences: $(printf '%s' "$allowed" | tr '\n' ' ')"
+    fi
+    if [ -z "$problems" ]; then
+        pass "postfix parity: $compared cases, the same replies through the milter and the policy service"
+    else
+        fail "postfix parity: milter and policy service replies differ" "$problems"
+    fi
 }
 
 # Run alone: bash tests/e2e/postfix.sh
@@ -425,7 +526,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     e2e_enter_sandbox "$@"
     e2e_setup
     e2e_start_shared
-    postfix_suite
+    postfix_suite milter
+    postfix_suite policy
+    postfix_parity
     e2e_summary
     exit $?
 fi

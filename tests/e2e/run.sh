@@ -7,7 +7,9 @@
 # Enters a private network namespace (only loopback; see lib.sh), starts
 # slapd with the test directory, gatehouse with the LDAP backend and
 # smtp-sink as "the Internet", then runs the Postfix suite
-# (tests/e2e/postfix.sh, function postfix_suite) and, when
+# (tests/e2e/postfix.sh, function postfix_suite) with gatehouse as a
+# milter, again as a policy service, compares the two (postfix_parity),
+# and, when
 # tests/e2e/sendmail.sh exists, the Sendmail suite (function
 # sendmail_suite). Prints one line per case (`ok   NAME` / `FAIL NAME`),
 # then "N passed, M failed"; exits 1 when a case failed.
@@ -28,7 +30,9 @@ e2e_start_shared
 . "$here/addresses.sh"
 # shellcheck source=tests/e2e/postfix.sh
 . "$here/postfix.sh"
-postfix_suite
+postfix_suite milter
+postfix_suite policy
+postfix_parity
 
 if [ -f "$here/sendmail.sh" ]; then
     # shellcheck source=/dev/null
