@@ -8,14 +8,21 @@
 //!
 //! Usage: `echo_milter unix:/path` (or `inet:127.0.0.1:PORT`).
 
+#[path = "reference/mod.rs"]
+mod reference;
+
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use gatehouse::enforcer::macro_request;
 use gatehouse::milter::codec::{encode_reply, parse_command, split_packet};
+use gatehouse::milter::endpoint::MilterStream;
 use gatehouse::milter::negotiate::negotiate;
 use gatehouse::milter::protocol::cmd;
-use gatehouse::milter::{Command, Endpoint, Reply};
+use gatehouse::milter::{Command, Reply};
+use gatehouse::server::Service;
 
 async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
     let mut read = BytesMut::with_capacity(4096);
@@ -56,33 +63,18 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S
     }
 }
 
+/// The echo milter on gatehouse's own accept loop.
+struct Echo;
+
+impl Service for Echo {
+    const CONNECTION: &'static str = "milter connection";
+
+    async fn serve_connection(self: Arc<Self>, stream: MilterStream, _peer: String, _socket: Arc<str>) {
+        serve(stream).await
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let arg = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "inet:127.0.0.1:8899".into());
-    let endpoint = Endpoint::parse(&arg).unwrap_or_else(|e| {
-        eprintln!("echo_milter: {e}");
-        std::process::exit(2)
-    });
-    match endpoint {
-        Endpoint::Unix(path) => {
-            let _ = std::fs::remove_file(&path);
-            let l = tokio::net::UnixListener::bind(&path).expect("bind");
-            loop {
-                if let Ok((s, _)) = l.accept().await {
-                    tokio::spawn(serve(s));
-                }
-            }
-        }
-        Endpoint::Inet(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
-            loop {
-                if let Ok((s, _)) = l.accept().await {
-                    let _ = s.set_nodelay(true);
-                    tokio::spawn(serve(s));
-                }
-            }
-        }
-    }
+    reference::serve_from_args("echo_milter", "inet:127.0.0.1:8899", Echo).await
 }

@@ -7,7 +7,7 @@
 //! twice, or an empty request is a protocol error: the connection is closed
 //! and Postfix applies `smtpd_policy_service_default_action`.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 /// Bounds on one request.
 #[derive(Debug, Clone, Copy)]
@@ -18,19 +18,27 @@ pub struct Limits {
     pub max_attributes: usize,
 }
 
-/// One request: its attributes in the order sent.
+/// One request: its text and where each attribute is in it, in the order
+/// sent (one allocation for the text, one for the index: Postfix sends
+/// some 35 attributes per question).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
-    attributes: Vec<(String, String)>,
+    text: String,
+    /// Per attribute: where its name starts, where its `=` is, where its
+    /// value ends.
+    spans: Vec<(usize, usize, usize)>,
 }
 
 impl Request {
+    fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans
+            .iter()
+            .map(|&(start, eq, end)| (&self.text[start..eq], &self.text[eq + 1..end]))
+    }
+
     /// The value of attribute `name`, when sent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.attributes().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The value of `name`, `None` when absent or empty (Postfix sends
@@ -40,27 +48,32 @@ impl Request {
     }
 
     pub fn len(&self) -> usize {
-        self.attributes.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.attributes.is_empty()
+        self.spans.is_empty()
     }
 
     /// Build a request (tests and clients).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Request {
-        Request {
-            attributes: pairs
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+        let mut r = Request::default();
+        for (n, v) in pairs {
+            let start = r.text.len();
+            r.text.push_str(n);
+            let eq = r.text.len();
+            r.text.push('=');
+            r.text.push_str(v);
+            r.spans.push((start, eq, r.text.len()));
+            r.text.push('\n');
         }
+        r
     }
 
     /// Wire form of this request (tests and clients).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (n, v) in &self.attributes {
+        let mut out = Vec::with_capacity(self.text.len() + 1);
+        for (n, v) in self.attributes() {
             out.extend_from_slice(n.as_bytes());
             out.push(b'=');
             out.extend_from_slice(v.as_bytes());
@@ -134,34 +147,34 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// The attributes of one complete request (its final empty line included).
-fn parse(mut frame: &[u8]) -> Result<Request, CodecError> {
-    let mut attributes: Vec<(String, String)> = Vec::new();
-    let mut number = 0;
-    while frame.has_remaining() {
-        let end = frame.iter().position(|&b| b == b'\n').unwrap_or(frame.len());
-        let line = trim_cr(&frame[..end]);
-        frame.advance((end + 1).min(frame.len()));
-        number += 1;
+/// As the milter path reads its arguments, invalid UTF-8 becomes U+FFFD,
+/// which names no user, group or list.
+fn parse(frame: &[u8]) -> Result<Request, CodecError> {
+    let text = String::from_utf8_lossy(frame).into_owned();
+    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    let mut start = 0;
+    for (number, raw) in text.split_inclusive('\n').enumerate() {
+        let line_start = start;
+        start += raw.len();
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             break;
         }
-        let eq = line.iter().position(|&b| b == b'=');
-        let (name, value) = match eq {
-            Some(i) if i > 0 && line[..i].iter().all(|&b| is_name_byte(b)) => (&line[..i], &line[i + 1..]),
-            _ => return Err(CodecError::NotAnAttribute(number)),
+        let eq = match line.bytes().position(|b| b == b'=') {
+            Some(i) if i > 0 && line.as_bytes()[..i].iter().all(|&b| is_name_byte(b)) => i,
+            _ => return Err(CodecError::NotAnAttribute(number + 1)),
         };
-        let name = String::from_utf8_lossy(name).into_owned();
-        if attributes.iter().any(|(n, _)| *n == name) {
-            return Err(CodecError::Duplicate(name));
+        let name = &line[..eq];
+        if spans.iter().any(|&(s, e, _)| &text[s..e] == name) {
+            return Err(CodecError::Duplicate(name.to_string()));
         }
-        // As the milter path reads its arguments: invalid UTF-8 becomes
-        // U+FFFD, which names no user, group or list.
-        attributes.push((name, String::from_utf8_lossy(value).into_owned()));
+        spans.push((line_start, line_start + eq, line_start + line.len()));
     }
-    if attributes.is_empty() {
+    if spans.is_empty() {
         return Err(CodecError::Empty);
     }
-    Ok(Request { attributes })
+    Ok(Request { text, spans })
 }
 
 /// Postfix's attribute names: lower case, digits, `_` (and `-` in some

@@ -372,7 +372,8 @@ start_gatehouse() {
 gatehouse_listens() {
     local from=$1 socket lines
     shift
-    lines=$(tail -n +"$from" "$GH_LOG" | grep 'listening')
+    # A blank after each line: a unix socket's line ends with its name.
+    lines=$(tail -n +"$from" "$GH_LOG" | grep 'listening' | sed 's/$/ /')
     for socket in "$@"; do
         grep -qF "socket=$socket " <<<"$lines" || return 1
     done

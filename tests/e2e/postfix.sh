@@ -56,6 +56,7 @@ pf_main_snippet() {
     if [ "$PF_INTERFACE" = policy ]; then
         out=$(sed -e "s|check_policy_service inet:127.0.0.1:10040\$|check_policy_service $GH_POLICY|" \
                   -e 's|^#smtpd_delay_reject = no$|smtpd_delay_reject = no|' \
+                  -e 's|^#\(smtpd_sender_restrictions = check_policy_service\)|\1|' \
                   "$PF_SNIPPETS/main.cf.policy.snippet")
         [ "$(grep -c "^smtpd_[a-z]*_restrictions = check_policy_service $GH_POLICY\$" <<<"$out")" = 2 ] || return 1
         grep -q '^smtpd_delay_reject = no$' <<<"$out" || return 1
