@@ -227,10 +227,11 @@ check "extracted gatehouse explain (README example) exits 0 and refuses the rela
     bash -c "'$gh' explain -c '$conf' --listener submission --login bob --from bob@example.com \
         --rcpt x@elsewhere.example all-staff@example.com | grep -q 'rule=relay_group'"
 
-# Serve on a unix socket (a copy of the shipped configuration, listen changed)
+# Serve on a unix socket (a copy of the shipped configuration, the milter's
+# listen changed; the policy service stays off)
 # and drive it with the shipped load generator; then a graceful stop.
 sock=$tmp/gatehouse.sock
-sed "s|^listen = .*|listen = [\"unix:$sock\"]|" "$conf" >"$tmp/serve.toml"
+sed "0,/^listen = /s|^listen = .*|listen = [\"unix:$sock\"]|" "$conf" >"$tmp/serve.toml"
 if grep -q "unix:$sock" "$tmp/serve.toml"; then
     "$gh" run --config "$tmp/serve.toml" 2>"$tmp/serve.log" &
     server_pid=$!
