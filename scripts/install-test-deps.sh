@@ -25,6 +25,10 @@ declare -A NEED=(
     [script]=bsdutils      # gives a failing postfix command a tty for its message
     [shellcheck]=shellcheck # lints every script of the repository (scripts/test.sh)
     [gcc]=gcc              # compiles bench/noop-milter.c for the benchmark smoke run
+    # Active Directory tests (tests/ad): a Samba AD domain controller.
+    [samba]=samba-ad-dc
+    [samba-tool]=samba-common-bin # provisions the test domain
+    [ldbadd]=ldb-tools     # bulk test data and Exchange's schema attributes
 )
 
 # True when the command is installed. Daemons and admin tools live in
@@ -46,6 +50,8 @@ missing=()
 for cmd in "${!NEED[@]}"; do
     have "$cmd" || missing+=("${NEED[$cmd]}")
 done
+# A provision without these schema files fails (only recommended by samba-ad-dc).
+[ -d /usr/share/samba/setup/ad-schema ] || missing+=(samba-ad-provision)
 # One package may provide several commands: list it once.
 mapfile -t missing < <(printf '%s\n' ${missing[@]+"${missing[@]}"} | sort -u | sed '/^$/d')
 

@@ -14,6 +14,7 @@ bash scripts/check-supply-chain.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+bash tests/ad/run.sh
 GATEHOUSE_BIN=target/debug/gatehouse bash tests/e2e/run.sh
 bash packaging/test-deb.sh
 # Each benchmark once, tiny and on the debug build: a broken benchmark fails

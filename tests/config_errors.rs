@@ -593,3 +593,62 @@ fn policy_service_settings_are_checked() {
     let policy_only = on.replacen("listen = [\"inet:127.0.0.1:8890\"]", "listen = []", 1);
     assert!(config::parse(&policy_only, Path::new("x.toml")).is_ok());
 }
+
+/// The Active Directory settings refuse what would verify nothing or
+/// mistake one user for another.
+#[test]
+fn active_directory_settings_are_validated() {
+    let ldap = |extra: &str| {
+        let text = EXAMPLE.replace(
+            "backend = \"static\"",
+            &format!("backend = \"ldap\"\n\n[directory.ldap]\nbase_dn = \"dc=example,dc=com\"\n{extra}"),
+        );
+        text[..text.find("[[directory.users]]").unwrap()].to_string() + &text[text.find("[cache]").unwrap()..]
+    };
+    let ldaps = "urls = [\"ldaps://127.0.0.1\"]";
+    for (extra, want) in [
+        (
+            format!("{ldaps}\ntls_server_name = \"dc1.example.com\""),
+            "needs ca_file",
+        ),
+        (
+            "urls = [\"ldap://127.0.0.1\"]\nca_file = \"/dev/null\"\ntls_server_name = \"dc1.example.com\""
+                .to_string(),
+            "would not use TLS",
+        ),
+        (
+            format!("{ldaps}\nca_file = \"/dev/null\"\ntls_server_name = \"bad name!\""),
+            "not a host name",
+        ),
+        (
+            format!("{ldaps}\nnetbios_domain = \"EX\\\\AMPLE\""),
+            "down-level domain",
+        ),
+        (format!("{ldaps}\nnetbios_domain = \"\""), "down-level domain"),
+        (format!("{ldaps}\nlogin_attribute = []"), "login_attribute"),
+        (
+            format!("{ldaps}\nlogin_attribute = [\"uid)(x=*\"]"),
+            "login_attribute",
+        ),
+        (
+            format!("{ldaps}\naddress_attributes = [\"mail\", \"*\"]"),
+            "not an attribute name",
+        ),
+    ] {
+        let e = error_of(&ldap(&extra));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    // A list of login attributes, a down-level domain and proxyAddresses
+    // without the filter that finds senders by alias: valid, with a warning.
+    let text = ldap(&format!(
+        "{ldaps}\nlogin_attribute = [\"sAMAccountName\", \"userPrincipalName\"]\nnetbios_domain = \"EXAMPLE\"\naddress_attributes = [\"mail\", \"proxyAddresses\"]"
+    ));
+    let c = config::parse(&text, Path::new("g.toml")).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("does not search proxyAddresses")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -6,7 +6,7 @@ mod explain;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::directory::{Directory, UserKey};
+use crate::directory::{Directory, UserKey, UNKNOWN_CHAIN};
 
 pub use explain::{explain, ExplainArgs};
 
@@ -69,12 +69,9 @@ pub fn lookup(config: &Config, key: &str) -> ExitCode {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let key_kind = if key.contains('@') {
-        UserKey::Address(key.to_lowercase())
-    } else {
-        UserKey::Login(key.to_lowercase())
-    };
-    let (found, source) = block_on(dir.lookup(key_kind));
+    // As a login: an entry is a login's own by any of its logins or
+    // addresses, so this finds users by address (and by UPN) too.
+    let (found, source) = block_on(dir.lookup(UserKey::Login(key.to_lowercase())));
     match found {
         Err(e) => {
             eprintln!("gatehouse: {e}");
@@ -86,8 +83,14 @@ pub fn lookup(config: &Config, key: &str) -> ExitCode {
         }
         Ok(Some(u)) => {
             println!("login: {}", u.entry.login);
+            if !u.entry.other_logins.is_empty() {
+                println!("other logins: {}", u.entry.other_logins.join(", "));
+            }
             println!("dn: {}", u.entry.dn);
             println!("addresses: {}", u.entry.addresses.join(", "));
+            if u.entry.disabled {
+                println!("account: disabled (a member of no group)");
+            }
             // Each group is listed once (it is indexed by name and by DN).
             let mut groups: Vec<String> = u.groups.iter().map(|(_, p)| p.join(" > ")).collect();
             groups.sort();
@@ -95,6 +98,14 @@ pub fn lookup(config: &Config, key: &str) -> ExitCode {
             println!("groups ({}):", groups.len());
             for g in groups {
                 println!("  {g}");
+            }
+            if u.groups
+                .iter()
+                .any(|(_, p)| p.iter().any(|step| step == UNKNOWN_CHAIN))
+            {
+                println!(
+                    "  ({UNKNOWN_CHAIN}: a member through nesting the directory reported without the chain)"
+                );
             }
             println!("source: {}", dir.describe_source(source));
             ExitCode::SUCCESS

@@ -257,6 +257,21 @@ impl TryFrom<Section<'_, Spanned<raw::RawLdap>>> for LdapSettings {
                 }
             }
         }
+        let proxy = l
+            .address_attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("proxyAddresses"));
+        if proxy
+            && !l
+                .user_filter
+                .to_ascii_lowercase()
+                .contains("(proxyaddresses={address})")
+        {
+            cx.warn(format!(
+                "{}directory.ldap.user_filter does not search proxyAddresses: a sender writing from one of a user's aliases is not found by it (add (proxyAddresses={{address}}); gatehouse adds the smtp: type)",
+                cx.keys.at(t, "user_filter")
+            ));
+        }
         ldap_settings(l).map_err(|m| cx.at(span, format!("directory.ldap: {m}")))
     }
 }
@@ -287,6 +302,46 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
     {
         return Err("membership = \"search\" needs {dn} or {login} in group_filter".into());
     }
+    let login_attributes = l.login_attribute.into_vec();
+    if login_attributes.is_empty() || login_attributes.iter().any(|a| !is_attribute_name(a)) {
+        return Err(format!(
+            "login_attribute {login_attributes:?} must be one attribute name or a non-empty list of them"
+        ));
+    }
+    for a in &l.address_attributes {
+        if !is_attribute_name(a) {
+            return Err(format!("address_attributes: {a:?} is not an attribute name"));
+        }
+    }
+    if let Some(d) = &l.netbios_domain {
+        if d.is_empty()
+            || d.len() > 15
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "netbios_domain {d:?} must be a down-level domain name (the EXAMPLE of EXAMPLE\\alice: up to 15 letters, digits, - or _)"
+            ));
+        }
+    }
+    if let Some(name) = &l.tls_server_name {
+        if l.ca_file.is_none() {
+            return Err(format!(
+                "tls_server_name {name:?} needs ca_file (the CA that signed the servers' certificates)"
+            ));
+        }
+        if !l.starttls && !l.urls.iter().all(|u| u.starts_with("ldaps://")) {
+            return Err(format!(
+                "tls_server_name {name:?} is set but an ldap:// URL would not use TLS: set starttls = true or use ldaps://"
+            ));
+        }
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(format!(
+                "tls_server_name {name:?} is not a host name or IP address"
+            ));
+        }
+    }
     if l.bind_dn.is_some() != l.bind_password_file.is_some() {
         return Err("bind_dn and bind_password_file go together (omit both for an anonymous bind)".into());
     }
@@ -294,12 +349,14 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
         urls: l.urls,
         starttls: l.starttls,
         ca_file: l.ca_file.map(PathBuf::from),
+        tls_server_name: l.tls_server_name,
         bind_dn: l.bind_dn,
         bind_password_file: l.bind_password_file.map(PathBuf::from),
         group_base_dn: l.group_base_dn.unwrap_or_else(|| l.base_dn.clone()),
         base_dn: l.base_dn,
         user_filter: l.user_filter,
-        login_attribute: l.login_attribute,
+        login_attributes,
+        netbios_domain: l.netbios_domain,
         address_attributes: l.address_attributes,
         membership: l.membership,
         memberof_attribute: l.memberof_attribute,
@@ -312,6 +369,7 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
         pool_size: l.pool_size,
         page_size: l.page_size,
         failback_after: l.failback_after.0,
+        recipient_aliases: l.recipient_aliases,
         recipient_restrictions: {
             let r = l.recipient_restrictions;
             r.enabled.then_some(RestrictionAttributes {
@@ -323,6 +381,14 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
             })
         },
     })
+}
+
+/// An LDAP attribute description: a name or OID (letters, digits, `-`, `.`),
+/// never a filter fragment.
+fn is_attribute_name(a: &str) -> bool {
+    !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Parentheses of an LDAP filter template balance (escapes are `\28`/`\29`, never raw).

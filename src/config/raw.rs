@@ -239,12 +239,14 @@ pub struct RawLdap {
     pub urls: Vec<String>,
     pub starttls: bool,
     pub ca_file: Option<String>,
+    pub tls_server_name: Option<String>,
     pub bind_dn: Option<String>,
     pub bind_password_file: Option<String>,
     pub base_dn: String,
     pub group_base_dn: Option<String>,
     pub user_filter: String,
-    pub login_attribute: String,
+    pub login_attribute: OneOrMany,
+    pub netbios_domain: Option<String>,
     pub address_attributes: Vec<String>,
     pub membership: Membership,
     pub memberof_attribute: String,
@@ -257,7 +259,25 @@ pub struct RawLdap {
     pub pool_size: usize,
     pub page_size: i32,
     pub failback_after: Dur,
+    pub recipient_aliases: bool,
     pub recipient_restrictions: RawRestrictions,
+}
+
+/// A key that takes one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// `[directory.ldap.recipient_restrictions]`: restrictions read from the
@@ -292,12 +312,14 @@ impl Default for RawLdap {
             urls: Vec::new(),
             starttls: false,
             ca_file: None,
+            tls_server_name: None,
             bind_dn: None,
             bind_password_file: None,
             base_dn: String::new(),
             group_base_dn: None,
             user_filter: "(&(objectClass=inetOrgPerson)(|(uid={login})(mail={address})))".into(),
-            login_attribute: "uid".into(),
+            login_attribute: OneOrMany::One("uid".into()),
+            netbios_domain: None,
             address_attributes: vec!["mail".into()],
             membership: Membership::MemberOf,
             memberof_attribute: "memberOf".into(),
@@ -310,6 +332,7 @@ impl Default for RawLdap {
             pool_size: 4,
             page_size: 500,
             failback_after: Dur(Duration::from_secs(30)),
+            recipient_aliases: true,
             recipient_restrictions: RawRestrictions::default(),
         }
     }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{DirectoryUnavailable, ResolvedUser, StoredRestrictions, UserKey};
+use super::{DirectoryUnavailable, RecipientEntry, ResolvedUser, UserKey};
 
 /// A lookup under way, boxed so that the trait can be used as `dyn Backend`.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, DirectoryUnavailable>> + Send + 'a>>;
@@ -69,9 +69,16 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
-    /// The restrictions stored on the entry owning `address` (lowercased);
-    /// `Ok(None)` when it has none or there is no such entry.
-    fn stored_restrictions<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<StoredRestrictions>>> {
+    /// Whether recipients' entries are read for their other addresses, so
+    /// that a `[[recipient]]` rule holds under every alias of its list.
+    fn reads_recipient_aliases(&self) -> bool {
+        false
+    }
+
+    /// The entry owning `address` (lowercased): its addresses, and the
+    /// restrictions stored on it when those are read. `Ok(None)`: no such
+    /// entry.
+    fn recipient_entry<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<RecipientEntry>>> {
         let _ = address;
         Answer::Ready(Ok(None))
     }

@@ -259,6 +259,7 @@ mod tests {
                 dn: format!("uid={login}"),
                 addresses: vec![],
                 member_of: vec![],
+                ..Default::default()
             },
             groups: Memberships::default(),
         })

@@ -8,6 +8,20 @@
 //!   those groups, breadth-first.
 //! - `ad-in-chain`: one search with Active Directory's transitive rule
 //!   `member:1.2.840.113556.1.4.1941:=`; the server walks the chain.
+//! - `ad-token-groups`: the user's `tokenGroups` (every security group it is
+//!   in, transitively, as SIDs, computed by the DC) in one base-scope read,
+//!   resolved to groups in one search (as SSSD does). Security groups only.
+//!
+//! In the two Active Directory modes the server answers the transitive set
+//! without the chain; the chain shown in logs and `explain` is rebuilt from
+//! the user's and the found groups' `memberOf`, read in the same searches,
+//! and a group it cannot place is shown as reached through "…", never as a
+//! direct membership.
+//!
+//! Active Directory's ways apply whatever the mode: `proxyAddresses`
+//! values count as addresses only with an `smtp:` prefix (any case), which
+//! is stripped (`X500:`, `SIP:` … are not mail addresses); a disabled
+//! account (`userAccountControl` bit 0x2) is a member of no group.
 //!
 //! Client-side expansion keeps a visited set (cycles are harmless), stops at
 //! `max_depth` and at `max_groups`. Every value put into a filter is escaped
@@ -33,8 +47,8 @@ use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
 use super::{
-    Answer, Backend, DirectoryUnavailable, Finding, Memberships, NamedGroup, Pending, ResolvedUser,
-    StoredRestrictions, UserEntry, UserKey,
+    Answer, Backend, DirectoryUnavailable, Finding, Memberships, NamedGroup, Pending, RecipientEntry,
+    ResolvedUser, UserEntry, UserKey, UNKNOWN_CHAIN,
 };
 
 /// Short on purpose: a probe of a dead server every two seconds costs one
@@ -49,7 +63,24 @@ pub enum Membership {
     Search,
     #[serde(rename = "ad-in-chain")]
     AdInChain,
+    #[serde(rename = "ad-token-groups")]
+    AdTokenGroups,
 }
+
+impl Membership {
+    /// Modes in which the server answers the transitive set of groups.
+    fn server_side(self) -> bool {
+        matches!(self, Membership::AdInChain | Membership::AdTokenGroups)
+    }
+}
+
+/// The attribute in which Exchange keeps a recipient's addresses, each with
+/// its type (`SMTP:` primary, `smtp:` alias, `X500:`, `SIP:` …).
+const PROXY_ADDRESSES: &str = "proxyAddresses";
+
+/// Active Directory's account flags and the "account disabled" bit.
+const USER_ACCOUNT_CONTROL: &str = "userAccountControl";
+const ACCOUNT_DISABLED: u32 = 0x2;
 
 /// `[directory.ldap]`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,12 +88,20 @@ pub struct LdapSettings {
     pub urls: Vec<String>,
     pub starttls: bool,
     pub ca_file: Option<PathBuf>,
+    /// Verify the server's certificate against this name instead of the
+    /// URL's host (an IP address, a load balancer's name).
+    pub tls_server_name: Option<String>,
     pub bind_dn: Option<String>,
     pub bind_password_file: Option<PathBuf>,
     pub base_dn: String,
     pub group_base_dn: String,
     pub user_filter: String,
-    pub login_attribute: String,
+    /// Attributes whose values are the user's logins; the first names the
+    /// user (AD: `sAMAccountName`, then `userPrincipalName`).
+    pub login_attributes: Vec<String>,
+    /// Active Directory's down-level (NetBIOS) domain: `DOMAIN\login` is
+    /// the login `login`. Unset: a backslash login is looked up as typed.
+    pub netbios_domain: Option<String>,
     pub address_attributes: Vec<String>,
     pub membership: Membership,
     pub memberof_attribute: String,
@@ -79,6 +118,9 @@ pub struct LdapSettings {
     pub failback_after: Duration,
     /// Directory-driven restrictions: attribute names on the recipient's entry.
     pub recipient_restrictions: Option<RestrictionAttributes>,
+    /// A recipient's entry is read for its other addresses, so that a
+    /// `[[recipient]]` rule holds under every alias of the list it names.
+    pub recipient_aliases: bool,
 }
 
 /// Where a recipient's own entry keeps its delivery restrictions (Exchange
@@ -162,7 +204,7 @@ impl LdapBackend {
             None => None,
         };
         let tls = match &settings.ca_file {
-            Some(ca) => Some(Arc::new(tls_config(ca)?)),
+            Some(ca) => Some(Arc::new(tls_config(ca, settings.tls_server_name.as_deref())?)),
             None => None,
         };
         let servers = settings
@@ -416,11 +458,10 @@ impl LdapBackend {
         attributes: &[&str],
     ) -> Result<Option<SearchEntry>, DirectoryUnavailable> {
         let s = &self.settings;
-        let escaped = ldap_escape(address);
         let any: String = s
             .address_attributes
             .iter()
-            .map(|a| format!("({a}={escaped})"))
+            .map(|a| address_term(a, address))
             .collect();
         let filter = format!("(|{any})");
         let mut entries = self
@@ -436,14 +477,11 @@ impl LdapBackend {
     /// The user entry for a login or an address.
     pub async fn find_user(&self, key: &str) -> Result<Option<UserEntry>, DirectoryUnavailable> {
         let s = &self.settings;
-        let escaped = ldap_escape(key);
-        let filter = s
-            .user_filter
-            .replace("{login}", &escaped)
-            .replace("{address}", &escaped);
-        let mut attrs: Vec<&str> = vec![s.login_attribute.as_str()];
+        let filter = user_filter(&s.user_filter, self.without_netbios_domain(key));
+        let mut attrs: Vec<&str> = s.login_attributes.iter().map(|a| a.as_str()).collect();
         attrs.extend(s.address_attributes.iter().map(|a| a.as_str()));
-        if s.membership == Membership::MemberOf {
+        attrs.push(USER_ACCOUNT_CONTROL);
+        if s.membership == Membership::MemberOf || s.membership.server_side() {
             attrs.push(s.memberof_attribute.as_str());
         }
         let entries = self.search(&s.base_dn, Scope::Subtree, &filter, &attrs).await?;
@@ -459,21 +497,46 @@ impl LdapBackend {
         }
     }
 
+    /// `DOMAIN\login` as `login` when DOMAIN is the configured down-level
+    /// domain; any other login as typed.
+    fn without_netbios_domain<'k>(&self, login: &'k str) -> &'k str {
+        match (&self.settings.netbios_domain, login.split_once('\\')) {
+            (Some(domain), Some((d, rest))) if d.eq_ignore_ascii_case(domain) => rest,
+            _ => login,
+        }
+    }
+
     async fn user_entry(&self, e: SearchEntry) -> Result<UserEntry, DirectoryUnavailable> {
         let s = &self.settings;
-        let login = first(&e, &s.login_attribute).unwrap_or_default();
-        let addresses = s
-            .address_attributes
-            .iter()
-            .flat_map(|a| attr(&e, a))
-            .map(|v| v.to_lowercase())
-            .collect();
+        let mut logins = s.login_attributes.iter().flat_map(|a| attr(&e, a));
+        let login = logins.next().unwrap_or_default();
+        let mut other_logins: Vec<String> = logins.collect();
+        if let Some(domain) = &s.netbios_domain {
+            if !login.is_empty() {
+                other_logins.push(format!("{domain}\\{login}"));
+            }
+        }
+        let mut addresses: Vec<String> = Vec::new();
+        for a in &s.address_attributes {
+            for v in attr(&e, a) {
+                if let Some(address) = address_value(a, &v) {
+                    if !addresses.contains(&address) {
+                        addresses.push(address);
+                    }
+                }
+            }
+        }
         let member_of = self.all_values(&e, &s.memberof_attribute).await?;
+        let disabled = first(&e, USER_ACCOUNT_CONTROL)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .is_some_and(|flags| flags as u32 & ACCOUNT_DISABLED != 0);
         Ok(UserEntry {
             login,
+            other_logins,
             dn: e.dn.clone(),
             addresses,
             member_of,
+            disabled,
         })
     }
 
@@ -507,6 +570,9 @@ impl LdapBackend {
     pub async fn groups_of(&self, user: &UserEntry) -> Result<Memberships, DirectoryUnavailable> {
         let s = &self.settings;
         let mut out = Memberships::default();
+        if user.disabled {
+            return Ok(out);
+        }
         let root: Arc<[String]> = Arc::from(vec![user.login.clone()]);
         match s.membership {
             Membership::AdInChain => {
@@ -514,9 +580,12 @@ impl LdapBackend {
                     "(member:1.2.840.113556.1.4.1941:={})",
                     ldap_escape(user.dn.as_str())
                 );
-                for (dn, name) in self.search_groups(&filter).await?.into_iter().take(s.max_groups) {
-                    self.add_group(&mut out, &root, &dn, name);
-                }
+                let found = self.search_groups_with_parents(&filter).await?;
+                self.add_transitive(&mut out, &root, user, found);
+            }
+            Membership::AdTokenGroups => {
+                let found = self.token_groups(user).await?;
+                self.add_transitive(&mut out, &root, user, found);
             }
             Membership::MemberOf | Membership::Search => {
                 // Breadth-first: (group DN, path to it); `seen` also counts the groups found.
@@ -604,6 +673,105 @@ impl LdapBackend {
         }
     }
 
+    /// The security groups in the user's `tokenGroups` (the DC's transitive
+    /// closure, as SIDs), found by `objectSid` in as few searches as the
+    /// filter size allows (one for most users).
+    async fn token_groups(&self, user: &UserEntry) -> Result<Vec<FoundGroup>, DirectoryUnavailable> {
+        let entries = self
+            .search(&user.dn, Scope::Base, "(objectClass=*)", &["tokenGroups"])
+            .await?;
+        let Some(entry) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let sids = binary_values(entry, "tokenGroups");
+        let mut found = Vec::new();
+        for chunk in sids.chunks(TOKEN_GROUPS_PER_SEARCH) {
+            let any: String = chunk
+                .iter()
+                .map(|sid| format!("(objectSid={})", escape_binary(sid)))
+                .collect();
+            found.extend(self.search_groups_with_parents(&format!("(|{any})")).await?);
+        }
+        Ok(found)
+    }
+
+    /// Groups matching `filter` under `group_base_dn`, with the groups each
+    /// is a direct member of (to rebuild chains), at most `max_groups`.
+    async fn search_groups_with_parents(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<FoundGroup>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let entries = self
+            .search(
+                &s.group_base_dn,
+                Scope::Subtree,
+                filter,
+                &[&s.group_name_attribute, &s.memberof_attribute],
+            )
+            .await?;
+        if entries.len() > s.max_groups {
+            tracing::warn!(
+                max_groups = s.max_groups,
+                found = entries.len(),
+                "group result cap reached"
+            );
+        }
+        Ok(entries
+            .into_iter()
+            .take(s.max_groups)
+            .map(|g| FoundGroup {
+                name: first(&g, &s.group_name_attribute),
+                // Ranged values (a group in over 1,500 groups) are not
+                // followed here: they only place groups in chains.
+                member_of: ranged_values(&g, &s.memberof_attribute).0,
+                dn: g.dn,
+            })
+            .collect())
+    }
+
+    /// Groups the server found transitively, each with the path from the
+    /// user rebuilt breadth-first through `memberOf` within the found set;
+    /// a group that cannot be placed is shown as reached through "…".
+    fn add_transitive(
+        &self,
+        out: &mut Memberships,
+        root: &Arc<[String]>,
+        user: &UserEntry,
+        found: Vec<FoundGroup>,
+    ) {
+        let index: std::collections::HashMap<String, usize> = found
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.dn.to_lowercase(), i))
+            .collect();
+        let mut placed = vec![false; found.len()];
+        let mut queue: VecDeque<(usize, Arc<[String]>)> = VecDeque::new();
+        let mut place =
+            |parents: &[String], path: &Arc<[String]>, queue: &mut VecDeque<_>, out: &mut Memberships| {
+                for parent in parents {
+                    if let Some(&i) = index.get(&parent.to_lowercase()) {
+                        if !placed[i] {
+                            placed[i] = true;
+                            let g = &found[i];
+                            let p = self.add_group(out, path, &g.dn, g.name.clone());
+                            queue.push_back((i, p));
+                        }
+                    }
+                }
+            };
+        place(&user.member_of, root, &mut queue, out);
+        while let Some((i, path)) = queue.pop_front() {
+            place(&found[i].member_of, &path, &mut queue, out);
+        }
+        let unknown: Arc<[String]> = Arc::from(vec![user.login.clone(), UNKNOWN_CHAIN.to_string()]);
+        for (g, was_placed) in found.iter().zip(&placed) {
+            if !was_placed {
+                self.add_group(out, &unknown, &g.dn, g.name.clone());
+            }
+        }
+    }
+
     /// Groups matching `filter` under `group_base_dn`, as (DN, name if it has one).
     async fn search_groups(
         &self,
@@ -646,6 +814,18 @@ impl LdapBackend {
     }
 }
 
+/// A group found by a server-side (transitive) search.
+struct FoundGroup {
+    dn: String,
+    name: Option<String>,
+    /// The groups it is a direct member of.
+    member_of: Vec<String>,
+}
+
+/// SIDs per `objectSid` search: keeps a filter for a user in hundreds of
+/// groups within what servers accept (about 30 bytes per SID).
+const TOKEN_GROUPS_PER_SEARCH: usize = 200;
+
 enum SearchError {
     /// The connection is suspect: retry on a new one.
     Connection(DirectoryUnavailable),
@@ -680,29 +860,46 @@ impl LdapBackend {
         Ok(Some(Arc::new(ResolvedUser { entry, groups })))
     }
 
-    /// The restrictions stored on the entry owning `address`.
-    async fn read_restrictions(
+    /// The entry owning `address`: its addresses, and the restrictions
+    /// stored on it when those are read.
+    async fn read_recipient_entry(
         &self,
         address: &str,
-    ) -> Result<Option<Arc<StoredRestrictions>>, DirectoryUnavailable> {
-        let Some(names) = &self.settings.recipient_restrictions else {
-            return Ok(None);
-        };
-        let Some(entry) = self.entry_by_address(address, &names.names()).await? else {
+    ) -> Result<Option<Arc<RecipientEntry>>, DirectoryUnavailable> {
+        let s = &self.settings;
+        let mut wanted: Vec<&str> = s.address_attributes.iter().map(|a| a.as_str()).collect();
+        if let Some(names) = &s.recipient_restrictions {
+            wanted.extend(names.names());
+        }
+        let Some(entry) = self.entry_by_address(address, &wanted).await? else {
             return Ok(None);
         };
         let values = |n: &str| attr_values(&entry.attrs, n);
-        let r = StoredRestrictions {
-            require_authenticated: values(&names.require_auth)
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case("TRUE")),
-            accept_senders: values(&names.accept_senders),
-            reject_senders: values(&names.reject_senders),
-            accept_groups: values(&names.accept_groups),
-            reject_groups: values(&names.reject_groups),
-            dn: entry.dn,
+        let mut addresses: Vec<String> = Vec::new();
+        for a in &s.address_attributes {
+            for v in values(a) {
+                if let Some(address) = address_value(a, &v) {
+                    if !addresses.contains(&address) {
+                        addresses.push(address);
+                    }
+                }
+            }
+        }
+        let mut r = RecipientEntry {
+            dn: entry.dn.clone(),
+            addresses,
+            ..Default::default()
         };
-        Ok((!r.is_empty()).then(|| Arc::new(r)))
+        if let Some(names) = &s.recipient_restrictions {
+            r.require_authenticated = values(&names.require_auth)
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case("TRUE"));
+            r.accept_senders = values(&names.accept_senders);
+            r.reject_senders = values(&names.reject_senders);
+            r.accept_groups = values(&names.accept_groups);
+            r.reject_groups = values(&names.reject_groups);
+        }
+        Ok(Some(Arc::new(r)))
     }
 
     async fn verify_groups(&self, groups: &[NamedGroup]) -> Result<Vec<Finding>, DirectoryUnavailable> {
@@ -711,10 +908,14 @@ impl LdapBackend {
             "directory: reached {}",
             self.settings.urls.join(", ")
         ))];
-        if self.settings.membership == Membership::AdInChain && !caps.iter().any(|c| c == AD_CAPABILITY) {
-            findings.push(Finding::Error(
-                "membership = \"ad-in-chain\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")".into(),
-            ));
+        if self.settings.membership.server_side() && !caps.iter().any(|c| c == AD_CAPABILITY) {
+            let mode = match self.settings.membership {
+                Membership::AdTokenGroups => "ad-token-groups",
+                _ => "ad-in-chain",
+            };
+            findings.push(Finding::Error(format!(
+                "membership = \"{mode}\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")"
+            )));
         }
         let mut seen = HashSet::new();
         for g in groups {
@@ -752,8 +953,12 @@ impl Backend for LdapBackend {
         self.settings.recipient_restrictions.is_some()
     }
 
-    fn stored_restrictions<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<StoredRestrictions>>> {
-        Answer::later(self.read_restrictions(address))
+    fn reads_recipient_aliases(&self) -> bool {
+        self.settings.recipient_aliases
+    }
+
+    fn recipient_entry<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<RecipientEntry>>> {
+        Answer::later(self.read_recipient_entry(address))
     }
 
     fn verify<'a>(&'a self, groups: &'a [NamedGroup]) -> Pending<'a, Vec<Finding>> {
@@ -816,6 +1021,77 @@ fn ranged_values(e: &SearchEntry, name: &str) -> (Vec<String>, Option<u64>) {
     (values, next)
 }
 
+/// A binary attribute's values (ldap3 keeps a value that happens to be
+/// valid UTF-8 among the text attributes).
+fn binary_values(e: &SearchEntry, name: &str) -> Vec<Vec<u8>> {
+    let text = attr(e, name).into_iter().map(String::into_bytes);
+    let binary = e
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    text.chain(binary).collect()
+}
+
+/// A binary value in a filter: every byte as `\xx` (RFC 4515).
+fn escape_binary(value: &[u8]) -> String {
+    value.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// An address attribute's value as an address, lowercased: a
+/// `proxyAddresses` value only when it is of type SMTP (`SMTP:` primary,
+/// `smtp:` alias), without the prefix; any other attribute's value as is.
+fn address_value(attribute: &str, value: &str) -> Option<String> {
+    if !attribute.eq_ignore_ascii_case(PROXY_ADDRESSES) {
+        return Some(value.to_lowercase());
+    }
+    let (kind, address) = value.split_once(':')?;
+    (kind.eq_ignore_ascii_case("smtp") && !address.is_empty()).then(|| address.to_lowercase())
+}
+
+/// The filter term that finds `address` in `attribute`: a `proxyAddresses`
+/// value carries its `smtp:` type (AD matches it in any case).
+fn address_term(attribute: &str, address: &str) -> String {
+    let escaped = ldap_escape(address);
+    if attribute.eq_ignore_ascii_case(PROXY_ADDRESSES) {
+        format!("({attribute}=smtp:{escaped})")
+    } else {
+        format!("({attribute}={escaped})")
+    }
+}
+
+/// `user_filter` with `{login}` and `{address}` filled in, RFC 4515-escaped,
+/// in one pass (a key is never read as a placeholder);
+/// `(proxyAddresses={address})` searches the SMTP alias, so the filter names
+/// the attribute without Exchange's type prefix.
+fn user_filter(template: &str, key: &str) -> String {
+    let escaped = ldap_escape(key);
+    let mut out = String::with_capacity(template.len() + key.len() * 2);
+    let mut rest = template;
+    loop {
+        let next = ["{login}", "{address}"]
+            .into_iter()
+            .filter_map(|p| rest.find(p).map(|at| (at, p)))
+            .min();
+        let Some((at, placeholder)) = next else { break };
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        // The attribute of this term: between the last '(' and the '='.
+        let attribute = before
+            .rsplit_once('(')
+            .and_then(|(_, a)| a.strip_suffix('='))
+            .unwrap_or("");
+        if placeholder == "{address}" && attribute.eq_ignore_ascii_case(PROXY_ADDRESSES) {
+            out.push_str("smtp:");
+        }
+        out.push_str(&escaped);
+        rest = &after[placeholder.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn first(e: &SearchEntry, name: &str) -> Option<String> {
     attr(e, name).into_iter().next()
 }
@@ -856,7 +1132,9 @@ pub fn first_rdn_value(dn: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).trim().to_string())
 }
 
-fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+/// TLS for StartTLS and ldaps: the server's certificate must chain to a CA
+/// of `ca` and name the URL's host, or `server_name` when set.
+fn tls_config(ca: &std::path::Path, server_name: Option<&str>) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -871,11 +1149,68 @@ fn tls_config(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
         return Err(format!("ca_file {}: no certificate found", ca.display()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .map_err(|e| e.to_string())?;
+    let Some(name) = server_name else {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    };
+    let name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| format!("tls_server_name {name:?}: {e}"))?;
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+    // rustls calls every custom verifier "dangerous"; this one verifies
+    // exactly as the standard one does, only against another name.
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NamedServerVerifier { inner, name }))
         .with_no_client_auth())
+}
+
+/// The standard certificate verification (chain, validity, signatures),
+/// with the certificate required to name `name` rather than the host the
+/// URL connects to.
+#[derive(Debug)]
+struct NamedServerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NamedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _url_host: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -921,6 +1256,127 @@ mod tests {
         assert_eq!(ranged_values(&e, "memberof"), (vec!["c".into()], None));
         let e = entry(&[("memberOf", &["plain"])]);
         assert_eq!(ranged_values(&e, "memberOf"), (vec!["plain".into()], None));
+    }
+
+    #[test]
+    fn proxy_addresses_count_only_as_smtp_without_their_type() {
+        let cases = [
+            (
+                "proxyAddresses",
+                "SMTP:Alice@Example.com",
+                Some("alice@example.com"),
+            ),
+            (
+                "proxyaddresses",
+                "smtp:a.smith@example.com",
+                Some("a.smith@example.com"),
+            ),
+            ("proxyAddresses", "sMtP:x@example.com", Some("x@example.com")),
+            ("proxyAddresses", "X500:/o=Example/ou=Exchange/cn=alice", None),
+            ("proxyAddresses", "SIP:alice@example.com", None),
+            ("proxyAddresses", "alice@example.com", None),
+            ("proxyAddresses", "smtp:", None),
+            ("mail", "SMTP:odd@example.com", Some("smtp:odd@example.com")),
+            ("mail", "Alice@Example.com", Some("alice@example.com")),
+        ];
+        for (attribute, value, want) in cases {
+            assert_eq!(
+                address_value(attribute, value).as_deref(),
+                want,
+                "{attribute}: {value}"
+            );
+        }
+        assert_eq!(
+            address_term("proxyAddresses", "a*@x"),
+            "(proxyAddresses=smtp:a\\2a@x)"
+        );
+        assert_eq!(address_term("mail", "a*@x"), "(mail=a\\2a@x)");
+    }
+
+    #[test]
+    fn user_filter_fills_placeholders_once_and_types_proxy_addresses() {
+        let t =
+            "(&(objectCategory=person)(|(sAMAccountName={login})(mail={address})(proxyAddresses={address})))";
+        assert_eq!(
+            user_filter(t, "bob@example.com"),
+            "(&(objectCategory=person)(|(sAMAccountName=bob@example.com)(mail=bob@example.com)(proxyAddresses=smtp:bob@example.com)))"
+        );
+        // A key that spells a placeholder stays a value.
+        assert_eq!(
+            user_filter("(|(uid={login})(mail={address}))", "{address}*"),
+            "(|(uid={address}\\2a)(mail={address}\\2a))"
+        );
+        assert_eq!(
+            user_filter("(ProxyAddresses={address})", "a)(b"),
+            "(ProxyAddresses=smtp:a\\29\\28b)"
+        );
+    }
+
+    #[test]
+    fn sids_are_escaped_byte_by_byte() {
+        assert_eq!(
+            escape_binary(&[0x01, 0x05, 0x00, 0xff, b'*']),
+            "\\01\\05\\00\\ff\\2a"
+        );
+        let e = SearchEntry {
+            dn: "cn=x".into(),
+            attrs: [("tokenGroups".to_string(), vec!["ab".to_string()])].into(),
+            bin_attrs: [("tokengroups".to_string(), vec![vec![0xff, 0x00]])].into(),
+        };
+        assert_eq!(
+            binary_values(&e, "tokenGroups"),
+            vec![b"ab".to_vec(), vec![0xff, 0x00]]
+        );
+    }
+
+    fn backend() -> LdapBackend {
+        let source = "[domains]\nlocal = [\"x\"]\n[directory]\nbackend = \"ldap\"\n[directory.ldap]\nurls = [\"ldap://127.0.0.1:1\"]\nbase_dn = \"dc=x\"\n[[listener]]\nname = \"default\"\n";
+        let config = crate::config::parse(source, std::path::Path::new("test.toml")).unwrap();
+        let crate::config::DirectorySettings::Ldap { settings, .. } = config.directory else {
+            panic!("not ldap")
+        };
+        LdapBackend::new(*settings).unwrap()
+    }
+
+    fn found(dn: &str, member_of: &[&str]) -> FoundGroup {
+        FoundGroup {
+            dn: dn.into(),
+            name: first_rdn_value(dn),
+            member_of: member_of.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn transitive_groups_get_their_chain_or_an_unknown_one() {
+        let user = UserEntry {
+            login: "bob".into(),
+            dn: "CN=bob,dc=x".into(),
+            member_of: vec!["CN=Sales,dc=x".into(), "CN=Elsewhere,dc=x".into()],
+            ..Default::default()
+        };
+        let groups = vec![
+            found("CN=Internet Mail Users,dc=x", &[]),
+            found(
+                "CN=Staff,dc=x",
+                &["cn=internet mail users,DC=X", "CN=All Staff,dc=x"],
+            ),
+            found("CN=Sales,dc=x", &["CN=Staff,dc=x"]),
+            // The primary group: no memberOf link from the user.
+            found("CN=Domain Users,dc=x", &[]),
+        ];
+        let mut out = Memberships::default();
+        let root: Arc<[String]> = Arc::from(vec!["bob".to_string()]);
+        backend().add_transitive(&mut out, &root, &user, groups);
+        let path = |g: &str| out.path_to(g).map(|p| p.join(" > "));
+        assert_eq!(path("sales").as_deref(), Some("bob > Sales"));
+        assert_eq!(path("Staff").as_deref(), Some("bob > Sales > Staff"));
+        assert_eq!(
+            path("CN=Internet Mail Users,dc=x").as_deref(),
+            Some("bob > Sales > Staff > Internet Mail Users")
+        );
+        assert_eq!(path("Domain Users").as_deref(), Some("bob > … > Domain Users"));
+        // Groups the server did not report are not invented from memberOf.
+        assert!(!out.contains("All Staff") && !out.contains("Elsewhere"));
     }
 
     #[test]

@@ -18,16 +18,25 @@ pub use cache::{CacheSettings, Source, UserKey};
 pub use static_dir::{StaticDirectory, StaticGroup, StaticUser};
 
 /// One user entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserEntry {
-    /// Login as stored (the static backend's `login`, LDAP's uid).
+    /// Login as stored (the static backend's `login`, LDAP's uid): how the
+    /// user is named in logs and paths.
     pub login: String,
+    /// The entry's other logins (LDAP: the values of the further
+    /// `login_attribute`s, e.g. Active Directory's `userPrincipalName`, and
+    /// the down-level `DOMAIN\login`).
+    pub other_logins: Vec<String>,
     /// Distinguished name (LDAP) or `user:LOGIN` (static).
     pub dn: String,
     /// Addresses that are this user's own, lowercased.
     pub addresses: Vec<String>,
-    /// Group DNs read from the entry's memberOf attribute (LDAP `memberof` mode).
+    /// Group DNs read from the entry's memberOf attribute (LDAP `memberof`
+    /// mode; the Active Directory modes read it to find membership chains).
     pub member_of: Vec<String>,
+    /// A disabled account (Active Directory `userAccountControl` bit 0x2):
+    /// a member of no group, whatever its entry lists.
+    pub disabled: bool,
 }
 
 impl UserEntry {
@@ -37,11 +46,19 @@ impl UserEntry {
     pub fn is_own(&self, key: &UserKey) -> bool {
         let has_address = |a: &str| self.addresses.iter().any(|own| own.eq_ignore_ascii_case(a));
         match key {
-            UserKey::Login(l) => self.login.eq_ignore_ascii_case(l) || has_address(l),
+            UserKey::Login(l) => {
+                self.login.eq_ignore_ascii_case(l)
+                    || self.other_logins.iter().any(|o| o.eq_ignore_ascii_case(l))
+                    || has_address(l)
+            }
             UserKey::Address(a) => has_address(a),
         }
     }
 }
+
+/// Stands in a membership path for the groups between the user and a group
+/// the directory reported as a transitive membership without its chain.
+pub const UNKNOWN_CHAIN: &str = "…";
 
 /// A user's groups, nested included. Keys are lowercased group names (and DNs
 /// where the backend has them); each value is the membership path from the
@@ -133,12 +150,16 @@ impl DirectoryUnavailable {
     }
 }
 
-/// Delivery restrictions stored on a recipient's own directory entry
-/// (Exchange: `msExchRequireAuthToSendTo`, `authOrig`, `unauthOrig`,
-/// `dLMemSubmitPerms`, `dLMemRejectPerms`). Values are DNs.
+/// A recipient's own directory entry: its addresses, and the delivery
+/// restrictions stored on it (Exchange: `msExchRequireAuthToSendTo`,
+/// `authOrig`, `unauthOrig`, `dLMemSubmitPerms`, `dLMemRejectPerms`; values
+/// are DNs), empty when those are not read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoredRestrictions {
+pub struct RecipientEntry {
     pub dn: String,
+    /// Every address of the entry (`mail`, SMTP `proxyAddresses` …),
+    /// lowercased: a `[[recipient]]` rule on one of them holds for all.
+    pub addresses: Vec<String>,
     pub require_authenticated: bool,
     pub accept_senders: Vec<String>,
     pub reject_senders: Vec<String>,
@@ -146,7 +167,7 @@ pub struct StoredRestrictions {
     pub reject_groups: Vec<String>,
 }
 
-impl StoredRestrictions {
+impl RecipientEntry {
     pub fn is_empty(&self) -> bool {
         !self.require_authenticated
             && self.accept_senders.is_empty()
@@ -166,7 +187,7 @@ pub struct Directory {
 struct Caches {
     users: cache::Cache<UserKey>,
     /// Recipients' stored restrictions, by lowercased address.
-    restrictions: cache::Cache<String, StoredRestrictions>,
+    restrictions: cache::Cache<String, RecipientEntry>,
 }
 
 impl Directory {
@@ -279,24 +300,29 @@ impl Directory {
         self.backend.reads_stored_restrictions()
     }
 
-    /// The restrictions stored on the entry that owns `address`, when the
-    /// backend reads them; `Ok(None)` when disabled, not found, or the entry
-    /// carries none.
-    pub async fn stored_restrictions(
+    /// Whether recipients' entries are read for their aliases.
+    pub fn reads_recipient_aliases(&self) -> bool {
+        self.backend.reads_recipient_aliases()
+    }
+
+    /// The entry that owns `address` (its addresses, and its stored
+    /// restrictions when those are read); `Ok(None)` when recipients'
+    /// entries are not read or there is no such entry.
+    pub async fn recipient_entry(
         &self,
         address: &str,
-    ) -> Result<Option<Arc<StoredRestrictions>>, DirectoryUnavailable> {
-        if !self.backend.reads_stored_restrictions() {
+    ) -> Result<Option<Arc<RecipientEntry>>, DirectoryUnavailable> {
+        if !self.backend.reads_stored_restrictions() && !self.backend.reads_recipient_aliases() {
             return Ok(None);
         }
         let key = address.to_lowercase();
         let Some(caches) = &self.caches else {
-            return self.backend.stored_restrictions(&key).get().await;
+            return self.backend.recipient_entry(&key).get().await;
         };
-        let fetch = || self.backend.stored_restrictions(&key).get();
+        let fetch = || self.backend.recipient_entry(&key).get();
         let (r, source) = Box::pin(caches.restrictions.get_or_fetch(&key, Instant::now(), fetch)).await;
         if let (Err(e), Source::Directory) = (&r, source) {
-            tracing::warn!(recipient = %key, error = %e, "reading the recipient's stored restrictions failed");
+            tracing::warn!(recipient = %key, error = %e, "reading the recipient's directory entry failed");
         }
         r
     }

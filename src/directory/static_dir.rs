@@ -83,6 +83,7 @@ impl StaticDirectory {
                 dn: format!("user:{}", u.login),
                 addresses: u.addresses.iter().map(|a| a.to_ascii_lowercase()).collect(),
                 member_of: Vec::new(),
+                ..Default::default()
             };
             let resolved = Arc::new(ResolvedUser {
                 entry,

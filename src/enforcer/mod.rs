@@ -289,11 +289,13 @@ fn listener_context<'a>(facts: &'a Facts<'a>, daemon_name: Option<&'a str>) -> L
     }
 }
 
-/// Restrictions stored on a recipient's directory entry, fetched for the
-/// rules (only for local recipients the configuration does not restrict).
+/// Restrictions found through a recipient's directory entry, fetched for
+/// the rules (only for local recipients the configuration does not
+/// restrict under any of their spellings).
 pub enum Stored {
     None,
-    Rule(RecipientRule),
+    /// Every one applies; the strictest decides.
+    Rules(Vec<RecipientRule>),
     Unavailable(crate::directory::Fault),
 }
 
@@ -301,41 +303,58 @@ impl Stored {
     pub fn as_stored(&self) -> StoredRule<'_> {
         match self {
             Stored::None => StoredRule::None,
-            Stored::Rule(r) => StoredRule::Rule(r),
+            Stored::Rules(r) => StoredRule::Rules(r),
             Stored::Unavailable(f) => StoredRule::Unavailable(*f),
         }
     }
 }
 
-/// The restrictions stored on the directory entries that `rcpt` can reach
-/// (every local spelling of it, see [`Policy::restriction_keys`]). Only
-/// fetched when the configuration restricts none of them; when one entry
-/// cannot be read the answer is `Unavailable`.
+/// The restrictions that hold for `rcpt` through the directory entries it
+/// reaches (every local spelling of it, see [`Policy::restriction_keys`]):
+/// a `[[recipient]]` rule on another address of the same entry (an alias of
+/// a restricted list), else the restrictions stored on the entry. Only
+/// read when the configuration restricts none of the spellings themselves;
+/// when one entry cannot be read the answer is `Unavailable`.
 pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::time::Instant) -> Stored {
     let policy = &*snapshot.policy;
+    let directory = &snapshot.directory;
     // Cheap checks first: this runs for every recipient.
-    if !snapshot.directory.reads_stored_restrictions() {
+    let stored = directory.reads_stored_restrictions();
+    let aliases = policy.restricts_recipients() && directory.reads_recipient_aliases();
+    if !stored && !aliases {
         return Stored::None;
     }
     if !policy.configured_restrictions(rcpt).is_empty() {
         return Stored::None;
     }
-    let mut found = Stored::None;
+    let mut by_alias: Vec<RecipientRule> = Vec::new();
+    let mut on_entry: Vec<RecipientRule> = Vec::new();
     let keys = policy.restriction_keys(rcpt);
     for key in keys.iter().filter(|k| policy.is_local(k) && !k.is_postmaster()) {
         let address = key.to_string();
-        let lookup = snapshot.directory.stored_restrictions(&address);
-        match within_deadline(policy, &snapshot.directory, deadline, lookup).await {
-            Ok(None) => {}
-            Ok(Some(s)) => {
-                if matches!(found, Stored::None) {
-                    found = Stored::Rule(RecipientRule::from_stored(key, &s));
-                }
-            }
+        let lookup = directory.recipient_entry(&address);
+        let entry = match within_deadline(policy, directory, deadline, lookup).await {
+            Ok(None) => continue,
+            Ok(Some(entry)) => entry,
             Err(e) => return Stored::Unavailable(e.1),
+        };
+        if aliases {
+            let others = entry.addresses.iter().filter(|a| **a != address);
+            for other in others.filter_map(|a| Address::parse(a).ok().flatten()) {
+                by_alias.extend(policy.configured_restrictions(&other).into_iter().cloned());
+            }
+        }
+        if stored && !entry.is_empty() {
+            on_entry.push(RecipientRule::from_stored(key, &entry));
         }
     }
-    found
+    // A rule the admin wrote beats what the directory stores, as it does
+    // for the address the rule names.
+    match (by_alias.is_empty(), on_entry.is_empty()) {
+        (false, _) => Stored::Rules(by_alias),
+        (true, false) => Stored::Rules(on_entry),
+        (true, true) => Stored::None,
+    }
 }
 
 /// The envelope sender as the rules judge it: completed as the MTA

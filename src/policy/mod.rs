@@ -102,7 +102,7 @@ pub struct RecipientRule {
 
 impl RecipientRule {
     /// The restrictions a recipient's directory entry stores, as a rule.
-    pub fn from_stored(address: &Address, s: &crate::directory::StoredRestrictions) -> RecipientRule {
+    pub fn from_stored(address: &Address, s: &crate::directory::RecipientEntry) -> RecipientRule {
         RecipientRule {
             address: address.clone(),
             require_authenticated: s.require_authenticated,
@@ -129,7 +129,8 @@ impl RecipientRule {
 pub enum StoredRule<'a> {
     /// None stored (or the feature is off).
     None,
-    Rule(&'a RecipientRule),
+    /// Every one applies; the strictest decides.
+    Rules(&'a [RecipientRule]),
     /// The directory could not say: `on_directory_error` decides an outage,
     /// an unusable answer is a tempfail.
     Unavailable(crate::directory::Fault),
@@ -244,6 +245,11 @@ impl Policy {
             .chain(address.route_targets())
             .map(|a| a.completed(self.addresses.default_domain.as_deref()))
             .any(|a| a.domain.is_empty() || self.local_domains.iter().any(|p| p.matches(&a.domain)))
+    }
+
+    /// Whether any `[[recipient]]` rule is configured.
+    pub fn restricts_recipients(&self) -> bool {
+        !self.recipients.is_empty()
     }
 
     /// The `[[recipient]]` rules that apply to `address` under any of its

@@ -132,8 +132,8 @@ pub fn evaluate_rcpt_after_mail(
             .reduce(stricter)
             .expect("not empty");
     }
-    let restriction = match stored {
-        StoredRule::Rule(r) => r,
+    let restrictions = match stored {
+        StoredRule::Rules(r) if !r.is_empty() => r,
         StoredRule::Unavailable(fault) => {
             let d = match directory_error(
                 policy,
@@ -146,7 +146,7 @@ pub fn evaluate_rcpt_after_mail(
             };
             return with_mode(d, listener_mode);
         }
-        StoredRule::None => {
+        StoredRule::None | StoredRule::Rules(_) => {
             let rule = if policy.is_local(rcpt) {
                 "local_recipient"
             } else {
@@ -155,7 +155,11 @@ pub fn evaluate_rcpt_after_mail(
             return decision(Action::Accept, rule, Vec::new());
         }
     };
-    restricted(policy, restriction, listener_mode, subject, sender)
+    restrictions
+        .iter()
+        .map(|r| restricted(policy, r, listener_mode, subject, sender))
+        .reduce(stricter)
+        .expect("not empty")
 }
 
 /// Decide a RCPT whose argument is not an address: refused, never guessed
@@ -453,6 +457,7 @@ mod tests {
                 dn: format!("uid={login}"),
                 addresses: addresses.iter().map(|a| a.to_string()).collect(),
                 member_of: vec![],
+                ..Default::default()
             },
             groups: m,
         })
@@ -1051,6 +1056,7 @@ mod tests {
                 dn: "uid=dave,ou=people".into(),
                 addresses: vec![],
                 member_of: vec![],
+                ..Default::default()
             },
             groups: Memberships::default(),
         }));
@@ -1059,12 +1065,12 @@ mod tests {
         let l = listener();
         let with = |s: &Subject, st: StoredRule<'_>| evaluate_rcpt_with(&p, &l, s, None, &rcpt, st).action;
         assert_eq!(
-            with(&dave, StoredRule::Rule(&stored)),
+            with(&dave, StoredRule::Rules(std::slice::from_ref(&stored))),
             Action::Accept,
             "DN, any case"
         );
         assert_eq!(
-            with(&eve, StoredRule::Rule(&stored)),
+            with(&eve, StoredRule::Rules(std::slice::from_ref(&stored))),
             Action::Reject(ReplyKind::RecipientNotAuthorized)
         );
         assert_eq!(with(&eve, StoredRule::None), Action::Accept);
@@ -1078,7 +1084,14 @@ mod tests {
             ..stored.clone()
         };
         let p = policy(vec![configured]);
-        let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Rule(&stored));
+        let d = evaluate_rcpt_with(
+            &p,
+            &l,
+            &eve,
+            None,
+            &rcpt,
+            StoredRule::Rules(std::slice::from_ref(&stored)),
+        );
         assert_eq!((d.action, d.rule), (Action::Accept, "recipient_open"));
         let d = evaluate_rcpt_with(&p, &l, &eve, None, &rcpt, StoredRule::Unavailable(Fault::Outage));
         assert_eq!(

@@ -44,6 +44,7 @@ impl Control {
                 dn: format!("uid={login},ou=fake"),
                 addresses: addresses.iter().map(|a| a.to_lowercase()).collect(),
                 member_of: Vec::new(),
+                ..Default::default()
             },
             groups: memberships,
         });
