@@ -40,5 +40,9 @@ if [ -f "$here/sendmail.sh" ]; then
     sendmail_suite
 fi
 
+# shellcheck source=tests/e2e/ad.sh
+. "$here/ad.sh"
+ad_suite
+
 e2e_log "e2e run took $((SECONDS - started)) s"
 e2e_summary
