@@ -206,9 +206,9 @@ fn smtp_proxy_addresses_are_the_users_addresses_and_the_rest_are_not() {
         .unwrap()
         .expect("found by alias");
     assert_eq!(by_alias.entry.login, "alice");
-    // An X500 or SIP value is nobody's mail address.
+    // Her SIP address is nobody's mail address.
     let sip = runtime()
-        .block_on(dir.user_by_address("sip:alice@example.com"))
+        .block_on(dir.user_by_address("alice.voice@example.com"))
         .unwrap();
     assert!(sip.is_none());
 }
@@ -261,6 +261,17 @@ fn ad_users_log_in_by_account_name_upn_and_down_level_name() {
     }
     // Another domain's account of the same name is not alice.
     assert!(user(&dir, "OTHER\\alice").is_none());
+    // The implicit UPN (account name @ the domain's DNS name) is a login,
+    // and where it is also another user's mail it is nobody's: refused,
+    // never that other user.
+    assert_eq!(user(&dir, "h.hill@example.com").unwrap().entry.login, "helen");
+    assert_eq!(user(&dir, "ivan@example.com").unwrap().entry.login, "ivan");
+    let e = runtime()
+        .block_on(dir.user_by_login("helen@example.com"))
+        .unwrap_err();
+    assert!(e.is_permanent(), "{e}");
+    let grace = user(&dir, "grace@example.com").expect("grace: UPN, mail and implicit UPN alike");
+    assert_eq!(grace.entry.login, "grace");
     // Without netbios_domain a down-level login is nobody.
     let s = setup(&[]);
     let text = std::fs::read_to_string(&s.path)
@@ -364,7 +375,7 @@ fn a_disabled_account_is_a_member_of_no_group() {
         "dave@example.com",
         &["x@elsewhere.example"],
     );
-    assert_eq!(d, ["accept", "reject"], "a disabled account must not relay");
+    assert_eq!(d, ["reject"], "a disabled account submits nothing");
     let (_, out) = gatehouse(&s, &["lookup", "dave"]);
     assert!(out.contains("account: disabled"), "{out}");
     // alice, enabled and in the same group, relays.

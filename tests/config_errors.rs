@@ -625,10 +625,17 @@ fn active_directory_settings_are_validated() {
             "down-level domain",
         ),
         (format!("{ldaps}\nnetbios_domain = \"\""), "down-level domain"),
-        (format!("{ldaps}\nlogin_attribute = []"), "login_attribute"),
+        (
+            format!("{ldaps}\nnested = false\nmembership = \"ad-token-groups\""),
+            "nested = false cannot hold",
+        ),
+        (
+            format!("{ldaps}\nlogin_attribute = []"),
+            "must be one attribute name",
+        ),
         (
             format!("{ldaps}\nlogin_attribute = [\"uid)(x=*\"]"),
-            "login_attribute",
+            "must be one attribute name",
         ),
         (
             format!("{ldaps}\naddress_attributes = [\"mail\", \"*\"]"),

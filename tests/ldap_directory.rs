@@ -144,8 +144,14 @@ async fn max_depth_and_max_groups_cap_the_expansion() {
     let alice = groups_of(&d, "alice").await;
     assert!(alice.contains(&"alice > Engineering > Full-Time Employees".to_string()));
     assert!(!alice.iter().any(|g| g.ends_with("All Staff")), "{alice:?}");
+    // More groups than max_groups: unusable (a tempfail), never a cut list
+    // that could leave out a deny group.
     let d = directory(&ldap_config(&[s.url()], "max_groups = 2", ""));
-    assert_eq!(groups_of(&d, "alice").await.len(), 2);
+    let e = d.user_by_login("alice").await.unwrap_err();
+    assert!(
+        e.is_permanent() && e.to_string().contains("max_groups = 2"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

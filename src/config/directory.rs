@@ -342,6 +342,12 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
             ));
         }
     }
+    if !l.nested && matches!(l.membership, Membership::AdInChain | Membership::AdTokenGroups) {
+        return Err(
+            "nested = false cannot hold with membership = \"ad-in-chain\" or \"ad-token-groups\": the server answers nested groups too (use \"memberof\")"
+                .into(),
+        );
+    }
     if l.bind_dn.is_some() != l.bind_password_file.is_some() {
         return Err("bind_dn and bind_password_file go together (omit both for an anonymous bind)".into());
     }

@@ -175,6 +175,9 @@ pub struct LdapBackend {
     next: AtomicUsize,
     /// LDAP search operations sent, for the benchmark and the logs.
     operations: AtomicU64,
+    /// Active Directory (`netbios_domain` set): the domain's DNS name, from
+    /// `base_dn`'s DC components, for implicit UPN logins.
+    ad_dns_domain: Option<String>,
 }
 
 fn unavailable(msg: impl Into<String>) -> DirectoryUnavailable {
@@ -219,13 +222,14 @@ impl LdapBackend {
             .map(|_| tokio::sync::Mutex::new(None))
             .collect();
         Ok(LdapBackend {
-            settings,
             password,
             tls,
             servers,
             pool,
             next: AtomicUsize::new(0),
             operations: AtomicU64::new(0),
+            ad_dns_domain: settings_dns_domain(&settings),
+            settings,
         })
     }
 
@@ -477,7 +481,25 @@ impl LdapBackend {
     /// The user entry for a login or an address.
     pub async fn find_user(&self, key: &str) -> Result<Option<UserEntry>, DirectoryUnavailable> {
         let s = &self.settings;
-        let filter = user_filter(&s.user_filter, self.without_netbios_domain(key));
+        let key = self.without_netbios_domain(key);
+        let mut filter = user_filter(&s.user_filter, key);
+        // Active Directory also takes `account@its DNS domain` (the implicit
+        // UPN) as a login: that account is searched too, so a login that is
+        // one user's implicit UPN and another's mail finds two entries and
+        // is refused, never read as the mail's owner.
+        if let Some((account, domain)) = key.rsplit_once('@') {
+            if self
+                .ad_dns_domain
+                .as_deref()
+                .is_some_and(|d| d.eq_ignore_ascii_case(domain))
+            {
+                filter = format!(
+                    "(|{filter}(&(objectClass=user)({}={})))",
+                    s.login_attributes[0],
+                    ldap_escape(account)
+                );
+            }
+        }
         let mut attrs: Vec<&str> = s.login_attributes.iter().map(|a| a.as_str()).collect();
         attrs.extend(s.address_attributes.iter().map(|a| a.as_str()));
         attrs.push(USER_ACCOUNT_CONTROL);
@@ -514,6 +536,11 @@ impl LdapBackend {
         if let Some(domain) = &s.netbios_domain {
             if !login.is_empty() {
                 other_logins.push(format!("{domain}\\{login}"));
+            }
+        }
+        if let Some(dns) = &self.ad_dns_domain {
+            if !login.is_empty() && !login.contains('@') {
+                other_logins.push(format!("{login}@{dns}"));
             }
         }
         let mut addresses: Vec<String> = Vec::new();
@@ -597,9 +624,13 @@ impl LdapBackend {
                 let mut parent_path = root;
                 loop {
                     for (dn, name) in found {
+                        // Over the cap: an error, never a cut that could
+                        // drop a deny group.
                         if seen.len() >= s.max_groups {
-                            tracing::warn!(user = %user.login, max_groups = s.max_groups, "group result cap reached");
-                            return Ok(out);
+                            return Err(unusable(format!(
+                                "{} is in more than max_groups = {} groups",
+                                user.dn, s.max_groups
+                            )));
                         }
                         if seen.insert(dn.to_lowercase()) {
                             let path = self.add_group(&mut out, &parent_path, &dn, name);
@@ -684,6 +715,24 @@ impl LdapBackend {
             return Ok(Vec::new());
         };
         let sids = binary_values(entry, "tokenGroups");
+        // An enabled account's token holds at least its primary group: none
+        // means the service account may not read it (a domain without
+        // "Pre-Windows 2000 Compatible Access"), not "in no group".
+        if sids.is_empty() {
+            return Err(unusable(format!(
+                "tokenGroups of {} is empty or not readable by the bind account",
+                user.dn
+            )));
+        }
+        // Over the cap: an error, never a cut that could drop a deny group.
+        if sids.len() > self.settings.max_groups {
+            return Err(unusable(format!(
+                "{} is in {} security groups, more than max_groups = {}",
+                user.dn,
+                sids.len(),
+                self.settings.max_groups
+            )));
+        }
         let mut found = Vec::new();
         for chunk in sids.chunks(TOKEN_GROUPS_PER_SEARCH) {
             let any: String = chunk
@@ -710,16 +759,16 @@ impl LdapBackend {
                 &[&s.group_name_attribute, &s.memberof_attribute],
             )
             .await?;
+        // Over the cap: an error, never a cut that could drop a deny group.
         if entries.len() > s.max_groups {
-            tracing::warn!(
-                max_groups = s.max_groups,
-                found = entries.len(),
-                "group result cap reached"
-            );
+            return Err(unusable(format!(
+                "{filter} found {} groups, more than max_groups = {}",
+                entries.len(),
+                s.max_groups
+            )));
         }
         Ok(entries
             .into_iter()
-            .take(s.max_groups)
             .map(|g| FoundGroup {
                 name: first(&g, &s.group_name_attribute),
                 // Ranged values (a group in over 1,500 groups) are not
@@ -1014,11 +1063,26 @@ fn ranged_values(e: &SearchEntry, name: &str) -> (Vec<String>, Option<u64>) {
         values.extend(v.iter().cloned());
         if let Some((_, high)) = range.split_once('-') {
             if high != "*" {
-                next = high.parse::<u64>().ok().map(|h| h + 1);
+                next = high.parse::<u64>().ok().and_then(|h| h.checked_add(1));
             }
         }
     }
     (values, next)
+}
+
+/// The DNS name of the AD domain at `base_dn` (`DC=corp,DC=example,DC=com`
+/// → `corp.example.com`), when `netbios_domain` says this is AD.
+fn settings_dns_domain(settings: &LdapSettings) -> Option<String> {
+    settings.netbios_domain.as_ref()?;
+    let labels: Vec<&str> = settings
+        .base_dn
+        .split(',')
+        .filter_map(|rdn| {
+            let (k, v) = rdn.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("dc").then(|| v.trim())
+        })
+        .collect();
+    (!labels.is_empty()).then(|| labels.join(".").to_ascii_lowercase())
 }
 
 /// A binary attribute's values (ldap3 keeps a value that happens to be

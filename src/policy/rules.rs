@@ -62,6 +62,7 @@ pub fn evaluate_mail(
     let mode = listener.mode.unwrap_or(policy.mode);
     let checks = || -> RuleResult {
         anonymous_access(listener, subject)?;
+        disabled_account(subject)?;
         submit_permission(policy, listener, subject)?;
         send_as(policy, listener, subject, sender)?;
         anonymous_local_sender(policy, listener, subject, sender)?;
@@ -223,6 +224,19 @@ fn anonymous_access(listener: &Listener, subject: &Subject) -> RuleResult {
 }
 
 /// Only members of submit.allow_groups (and none of deny_groups) may submit.
+/// A disabled account (Active Directory) submits nothing, on any listener:
+/// its password may still work where the login layer does not ask the
+/// directory (application passwords, cached credentials), and being a
+/// member of no group must not lift a group's ban on it either.
+fn disabled_account(subject: &Subject) -> RuleResult {
+    let disabled = subject.kind == SubjectKind::Authenticated
+        && matches!(&subject.user, Ok(Some(u)) if u.entry.disabled);
+    if disabled {
+        return Err(reject(ReplyKind::SubmitDenied, "account_disabled"));
+    }
+    Ok(())
+}
+
 /// Applies to authenticated clients; anonymous access is `allow_anonymous`'s
 /// job and trusted networks are trusted by address.
 fn submit_permission(policy: &Policy, listener: &Listener, subject: &Subject) -> RuleResult {
@@ -409,7 +423,10 @@ fn matches_sender(
     match s {
         SenderRef::Group(g) => verified.and_then(|u| u.groups.path_to(g)).map(|p| p.to_vec()),
         SenderRef::User(login) => {
-            let by_entry = verified.is_some_and(|u| u.entry.login.eq_ignore_ascii_case(login));
+            let by_entry = verified.is_some_and(|u| {
+                u.entry.login.eq_ignore_ascii_case(login)
+                    || u.entry.other_logins.iter().any(|o| o.eq_ignore_ascii_case(login))
+            });
             let by_login = subject.kind == SubjectKind::Authenticated
                 && subject
                     .login
@@ -524,6 +541,47 @@ mod tests {
             allow_groups: allow.iter().map(|s| s.to_string()).collect(),
             deny_groups: deny.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_disabled_account_submits_nothing_on_any_listener() {
+        let p = policy(vec![]);
+        let open = listener();
+        let mut entry = (*user("dave", &["dave@example.com"], &[])).clone();
+        entry.entry.disabled = true;
+        let dave = authenticated(Arc::new(entry));
+        let d = evaluate_mail(&p, &open, &dave, Some(&addr("dave@example.com")));
+        assert_eq!(
+            (d.action.clone(), d.rule),
+            (Action::Reject(ReplyKind::SubmitDenied), "account_disabled")
+        );
+        let rcpt = evaluate_rcpt(&p, &open, &dave, None, &addr("x@elsewhere.example"));
+        assert_ne!(rcpt.action, Action::Accept);
+        // Anonymous sessions are never resolved, so never "disabled".
+        let anon = evaluate_mail(&p, &open, &Subject::anonymous(), Some(&addr("dave@example.com")));
+        assert_eq!(anon.action, Action::Accept);
+    }
+
+    #[test]
+    fn a_user_rule_matches_any_of_the_users_logins() {
+        let rule = RecipientRule {
+            address: addr("ceo@example.com"),
+            require_authenticated: false,
+            accept_from: vec![],
+            reject_from: vec![SenderRef::User("alice@corp.example.com".into())],
+            mode: None,
+        };
+        let p = policy(vec![rule]);
+        let mut entry = (*user("alice", &["alice@example.com"], &[])).clone();
+        entry.entry.other_logins = vec!["alice@corp.example.com".into(), "EXAMPLE\\alice".into()];
+        // Logged in by account name: still the UPN the rule names.
+        let alice = authenticated(Arc::new(entry));
+        let d = evaluate_rcpt(&p, &listener(), &alice, None, &addr("ceo@example.com"));
+        assert_eq!(
+            d.action,
+            Action::Reject(ReplyKind::RecipientNotAuthorized),
+            "{d:?}"
+        );
     }
 
     #[test]

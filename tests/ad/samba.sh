@@ -43,7 +43,8 @@
 # reference to CN=Configuration.)
 #
 # Test data (other tests depend on these names):
-#   OU=Mail: users alice bob carol dave (disabled) grace erin ceo, security
+#   OU=Mail: users alice bob carol dave (disabled) grace erin ceo, helen
+#     (no explicit UPN) and ivan (whose mail is helen's implicit UPN), security
 #     groups Internet Mail Users, Sales, Staff, Contractors, Relay Deny,
 #     Engineering, Full-Time Employees, Managers, Big Group, distribution
 #     groups All Staff and Board. bob is in Internet Mail Users through
@@ -324,7 +325,7 @@ gen_data() {
         "proxyAddresses: smtp:a.smith@example.com" \
         "proxyAddresses: smtp:alice.smith@sales.example.com" \
         "proxyAddresses: X500:/o=Example/ou=Exchange Administrative Group/cn=Recipients/cn=alice" \
-        "proxyAddresses: SIP:alice@example.com"
+        "proxyAddresses: SIP:alice.voice@example.com"
     user_entry bob bob@example.com "$UAC_NORMAL" "$userpw" \
         "userPrincipalName: bob@example.com" "displayName: Bob" \
         "proxyAddresses: SMTP:bob@example.com" "proxyAddresses: smtp:robert@example.com"
@@ -340,6 +341,14 @@ gen_data() {
     user_entry erin erin@example.com "$UAC_NORMAL" "$userpw" \
         "userPrincipalName: erin@example.com" "displayName: Erin" \
         "proxyAddresses: SMTP:erin@example.com"
+    # helen has no explicit UPN: AD still takes helen@example.com (her
+    # sAMAccountName in the domain's DNS name, the "implicit UPN") as her
+    # login, and that is ivan's mail address: a login no one can be sure of.
+    user_entry helen h.hill@example.com "$UAC_NORMAL" "$userpw" \
+        "displayName: Helen Hill" "proxyAddresses: SMTP:h.hill@example.com"
+    user_entry ivan helen@example.com "$UAC_NORMAL" "$userpw" \
+        "userPrincipalName: ivan@example.com" "displayName: Ivan" \
+        "proxyAddresses: SMTP:helen@example.com"
     # ceo: only alice may send to the CEO, carol never (authOrig/unauthOrig).
     user_entry ceo ceo@example.com "$UAC_NORMAL" "$userpw" \
         "userPrincipalName: ceo@example.com" "displayName: Chief Executive" \

@@ -142,10 +142,10 @@ ad_suite() {
     n=ad-nested-member-relays
     smtp_case "$n" --port "$sub" --auth bob --from robert@example.com --to partner@elsewhere.example \
         --expect rcpt:partner@elsewhere.example '250 2.1.5 Ok' --expect-glob dot "$queued"
-    n=ad-disabled-account-does-not-relay
+    n=ad-disabled-account-submits-nothing
     smtp_case "$n" --port "$sub" --auth dave --from dave@example.com --to partner@elsewhere.example \
-        --expect rcpt:partner@elsewhere.example '550 5.7.1 <partner@elsewhere.example>: Not permitted to relay' \
-        --expect data '(none)'
+        --expect auth '235 2.7.0 Authentication successful' \
+        --expect mail '550 5.7.1 Client does not have permissions to submit to this server'
 
     pf_stop
     e2e_stop_pid "$GH_PID"
