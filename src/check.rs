@@ -69,6 +69,14 @@ pub async fn check(config: &Config, directory: &Directory) -> Report {
             ));
         }
     }
+    if p.on_directory_error == DirectoryErrorAction::Reject
+        && p.restricts_recipients()
+        && directory.reads_recipient_aliases()
+    {
+        report.warnings.push(
+            "on_directory_error = \"reject\" with [[recipient]] rules and recipient_aliases on: every local recipient is looked up (is it an alias of a restricted list?), so while the directory is down all local mail is refused with 5xx; prefer \"tempfail\"".into(),
+        );
+    }
     if p.on_directory_error == DirectoryErrorAction::Accept {
         report.warnings.push(
             "on_directory_error = \"accept\": while the directory is down, group rules are skipped (fail open)".into(),

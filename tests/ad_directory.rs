@@ -495,3 +495,22 @@ fn a_configured_list_is_restricted_under_each_of_its_aliases() {
     );
     assert_eq!(d, ["accept", "accept"]);
 }
+
+#[test]
+#[ignore = "needs the Samba AD DC: bash tests/ad/run.sh"]
+fn check_refuses_a_distribution_group_with_token_groups() {
+    // POLICY names the distribution group "All Staff": tokenGroups never holds it.
+    let s = setup(&["membership = \"ad-token-groups\""]);
+    let (code, out) = gatehouse(&s, &["check"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("\"All Staff\"") && out.contains("is a distribution group"),
+        "{out}"
+    );
+    // The security groups it names are not flagged.
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("\"Relay Deny\"") && l.contains("distribution group")),
+        "{out}"
+    );
+}

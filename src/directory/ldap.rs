@@ -951,6 +951,18 @@ impl LdapBackend {
         Ok(Some(Arc::new(r)))
     }
 
+    /// Whether the group at `dn` is an AD security group (`groupType` bit
+    /// 0x80000000); an entry without `groupType` is not AD's and counts as one.
+    async fn is_security_group(&self, dn: &str) -> Result<bool, DirectoryUnavailable> {
+        let e = self
+            .search(dn, Scope::Base, "(objectClass=*)", &["groupType"])
+            .await?;
+        Ok(match e.first().and_then(|e| first(e, "groupType")) {
+            Some(v) => v.trim().parse::<i64>().is_ok_and(|t| t as u32 & 0x8000_0000 != 0),
+            None => true,
+        })
+    }
+
     async fn verify_groups(&self, groups: &[NamedGroup]) -> Result<Vec<Finding>, DirectoryUnavailable> {
         let caps = self.capabilities().await?;
         let mut findings = vec![Finding::Note(format!(
@@ -982,6 +994,14 @@ impl LdapBackend {
                     dns.len(),
                     dns.join("; ")
                 )),
+                Ok(dns) if self.settings.membership == Membership::AdTokenGroups
+                    && !self.is_security_group(&dns[0]).await? =>
+                {
+                    Finding::Error(format!(
+                        "group {name:?} ({used}) = {} is a distribution group: membership = \"ad-token-groups\" sees security groups only, so this rule would never match (use \"memberof\")",
+                        dns[0]
+                    ))
+                }
                 Ok(dns) => Finding::Note(format!("group {name:?} = {}", dns[0])),
             });
         }
