@@ -327,8 +327,7 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::t
     if !policy.configured_restrictions(rcpt).is_empty() {
         return Stored::None;
     }
-    let mut by_alias: Vec<RecipientRule> = Vec::new();
-    let mut on_entry: Vec<RecipientRule> = Vec::new();
+    let mut rules: Vec<RecipientRule> = Vec::new();
     let keys = policy.restriction_keys(rcpt);
     for key in keys.iter().filter(|k| policy.is_local(k) && !k.is_postmaster()) {
         let address = key.to_string();
@@ -338,22 +337,26 @@ pub async fn stored_rule(snapshot: &Snapshot, rcpt: &Address, deadline: tokio::t
             Ok(Some(entry)) => entry,
             Err(e) => return Stored::Unavailable(e.1),
         };
+        let mut by_alias: Vec<RecipientRule> = Vec::new();
         if aliases {
             let others = entry.addresses.iter().filter(|a| **a != address);
             for other in others.filter_map(|a| Address::parse(a).ok().flatten()) {
                 by_alias.extend(policy.configured_restrictions(&other).into_iter().cloned());
             }
         }
-        if stored && !entry.is_empty() {
-            on_entry.push(RecipientRule::from_stored(key, &entry));
+        // Per entry, a rule the admin wrote beats what the directory stores
+        // on it, as it does for the address the rule names; the rules of
+        // every entry reached then all apply.
+        if !by_alias.is_empty() {
+            rules.extend(by_alias);
+        } else if stored && !entry.is_empty() {
+            rules.push(RecipientRule::from_stored(key, &entry));
         }
     }
-    // A rule the admin wrote beats what the directory stores, as it does
-    // for the address the rule names.
-    match (by_alias.is_empty(), on_entry.is_empty()) {
-        (false, _) => Stored::Rules(by_alias),
-        (true, false) => Stored::Rules(on_entry),
-        (true, true) => Stored::None,
+    if rules.is_empty() {
+        Stored::None
+    } else {
+        Stored::Rules(rules)
     }
 }
 
