@@ -34,25 +34,8 @@ ROOTDN='cn=admin,dc=example,dc=com'
 ROOTPW='secret'
 
 die() { echo "slapd.sh: $*" >&2; exit 1; }
-
-# A command from PATH or the usual sbin folders (not on a user's PATH on Debian).
-find_cmd() {
-    local name=$1 d
-    if command -v "$name" 2>/dev/null; then return 0; fi
-    for d in /usr/sbin /sbin /usr/local/sbin /usr/local/libexec /usr/libexec; do
-        if [ -x "$d/$name" ]; then echo "$d/$name"; return 0; fi
-    done
-    die "$name not found (scripts/install-test-deps.sh installs it)"
-}
-
-# True while PID is a live process (a zombie counts as exited: when the
-# shell that started slapd is gone, init reaps it only some time later).
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }          # the state letter follows "(comm) "
-    [ "${stat%% *}" != Z ]
-}
+# shellcheck source=tests/lib/daemon.sh
+. "$here/../lib/daemon.sh"
 
 # True when PID is a slapd started on DIR (guards against a reused PID).
 is_our_slapd() {
@@ -60,23 +43,7 @@ is_our_slapd() {
 }
 
 make_tls() {
-    local dir=$1
-    # EC keys: instant to generate. The CA signs one server certificate
-    # valid for 127.0.0.1 and localhost.
-    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 -subj '/CN=gatehouse test CA' \
-        2>/dev/null
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -keyout "$dir/server.key" -out "$dir/server.csr" -subj '/CN=localhost' 2>/dev/null
-    cat >"$dir/server.ext" <<'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-EOF
-    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-        -set_serial 2 -days 3650 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
-    chmod 600 "$dir/ca.key" "$dir/server.key"
+    make_test_tls "$1" 'gatehouse test CA' localhost 'IP:127.0.0.1, DNS:localhost'
 }
 
 build() {
@@ -178,22 +145,11 @@ start() {
 }
 
 stop() {
-    local dir=$1 pid i
+    local dir=$1 pid
     [ -f "$dir/slapd.pid" ] || die "no $dir/slapd.pid"
     pid=$(cat "$dir/slapd.pid")
     dir=$(cd "$dir" && pwd -P)
-    if alive "$pid"; then
-        is_our_slapd "$pid" "$dir" || die "PID $pid is not the slapd of $dir; not killing it"
-        kill -TERM "$pid"
-        for ((i = 0; i < 1000; i++)); do
-            alive "$pid" || break
-            sleep 0.01
-        done
-        if alive "$pid"; then
-            echo "slapd.sh: PID $pid still running after 10 s, sending SIGKILL" >&2
-            kill -KILL "$pid"
-        fi
-    fi
+    stop_daemon slapd.sh "$pid" is_our_slapd "$dir"
     rm -f "$dir/slapd.pid"
 }
 
