@@ -519,6 +519,22 @@ impl LdapBackend {
         }
     }
 
+    /// The addresses an entry owns, from every `address_attributes` value
+    /// that is one (see [`address_value`]), lowercased, each once.
+    fn own_addresses(&self, attrs: &std::collections::HashMap<String, Vec<String>>) -> Vec<String> {
+        let mut addresses: Vec<String> = Vec::new();
+        for a in &self.settings.address_attributes {
+            for v in attr_values(attrs, a) {
+                if let Some(address) = address_value(a, &v) {
+                    if !addresses.contains(&address) {
+                        addresses.push(address);
+                    }
+                }
+            }
+        }
+        addresses
+    }
+
     /// `DOMAIN\login` as `login` when DOMAIN is the configured down-level
     /// domain; any other login as typed.
     fn without_netbios_domain<'k>(&self, login: &'k str) -> &'k str {
@@ -543,16 +559,7 @@ impl LdapBackend {
                 other_logins.push(format!("{login}@{dns}"));
             }
         }
-        let mut addresses: Vec<String> = Vec::new();
-        for a in &s.address_attributes {
-            for v in attr(&e, a) {
-                if let Some(address) = address_value(a, &v) {
-                    if !addresses.contains(&address) {
-                        addresses.push(address);
-                    }
-                }
-            }
-        }
+        let addresses = self.own_addresses(&e.attrs);
         let member_of = self.all_values(&e, &s.memberof_attribute).await?;
         let disabled = first(&e, USER_ACCOUNT_CONTROL)
             .and_then(|v| v.trim().parse::<i64>().ok())
@@ -924,19 +931,9 @@ impl LdapBackend {
             return Ok(None);
         };
         let values = |n: &str| attr_values(&entry.attrs, n);
-        let mut addresses: Vec<String> = Vec::new();
-        for a in &s.address_attributes {
-            for v in values(a) {
-                if let Some(address) = address_value(a, &v) {
-                    if !addresses.contains(&address) {
-                        addresses.push(address);
-                    }
-                }
-            }
-        }
         let mut r = RecipientEntry {
             dn: entry.dn.clone(),
-            addresses,
+            addresses: self.own_addresses(&entry.attrs),
             ..Default::default()
         };
         if let Some(names) = &s.recipient_restrictions {
