@@ -56,6 +56,7 @@ pub fn run(config: Config) -> ExitCode {
         "gatehouse starting"
     );
     let result = runtime.block_on(async {
+        enforcer.snapshot().directory.start_following();
         tokio::spawn(reload_on_sighup(
             config.path.clone(),
             config.server.clone(),
@@ -184,6 +185,7 @@ async fn reload_on_sighup(
                     running
                 } else {
                     directory.adopt_stale(&running);
+                    directory.start_following();
                     directory
                 };
                 enforcer.replace(Snapshot {

@@ -514,3 +514,78 @@ fn check_refuses_a_distribution_group_with_token_groups() {
         "{out}"
     );
 }
+
+/// Write with `write`, then wait until the follower has applied one more
+/// change; how long that took.
+async fn followed(dir: &Directory, write: impl FnOnce()) -> std::time::Duration {
+    let seen = dir.follow_counters().0;
+    let t = std::time::Instant::now();
+    write();
+    while dir.follow_counters().0 == seen {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "change never followed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    t.elapsed()
+}
+
+/// Apply an LDIF to the running DC (tests/ad/samba.sh modify).
+fn modify_dc(ldif: &str) {
+    use std::io::Write;
+    let env = std::env::var("GATEHOUSE_AD_ENV").unwrap();
+    let dc_dir = std::path::Path::new(&env).parent().unwrap();
+    let mut child = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ad/samba.sh"))
+        .arg("modify")
+        .arg(dc_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "ldbmodify failed:\n{ldif}");
+}
+
+#[test]
+#[ignore = "needs the Samba AD DC: bash tests/ad/run.sh"]
+fn the_uschanged_follower_applies_a_membership_change_on_the_next_lookup() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = directory(&["follow_changes = \"ad\"", "follow_interval = \"200ms\""]);
+    let base = dc()["AD_BASE_DN"].clone();
+    let member = format!("CN=user0001,{}", dc()["AD_BULK_DN"]);
+    let group = format!("CN=Follow Test,{base}");
+    rt.block_on(async {
+        dir.start_following();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !dir.following() {
+            assert!(std::time::Instant::now() < deadline, "the follower never came up");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let groups = |u: Arc<ResolvedUser>| u.groups.contains("Follow Test");
+        let before = dir.user_by_login("user0001").await.unwrap().expect("user0001");
+        assert!(!groups(before));
+        let delay = followed(&dir, || {
+            modify_dc(&format!(
+                "dn: {group}\nchangetype: add\nobjectClass: group\nsAMAccountName: Follow Test\nmember: {member}\n"
+            ))
+        })
+        .await;
+        eprintln!("group created, followed after {delay:?}");
+        let now = dir.user_by_login("user0001").await.unwrap().unwrap();
+        assert!(groups(now), "the next lookup sees the new group");
+        followed(&dir, || {
+            modify_dc(&format!(
+                "dn: {group}\nchangetype: modify\ndelete: member\nmember: {member}\n"
+            ))
+        })
+        .await;
+        let now = dir.user_by_login("user0001").await.unwrap().unwrap();
+        assert!(!groups(now), "the next lookup sees the removal");
+        modify_dc(&format!("dn: {group}\nchangetype: delete\n"));
+    });
+}

@@ -467,6 +467,7 @@ fn absurd_ldap_values_are_refused_with_line_and_key() {
         ("failback_after = \"0s\"", "directory.ldap.failback_after"),
         ("timeout = \"0s\"", "directory.ldap.timeout"),
         ("pool_size = 0", "directory.ldap.pool_size"),
+        ("follow_interval = \"0s\"", "directory.ldap.follow_interval"),
     ] {
         let text = ldap(extra);
         // The static users and groups of the example belong to the static backend.

@@ -117,6 +117,12 @@ impl TryFrom<Section<'_, raw::RawCache>> for CacheSettings {
             ttl: cx.bounded(t, "ttl", c.ttl.0, secs(0)..=DAY * 7)?,
             negative_ttl: cx.bounded(t, "negative_ttl", c.negative_ttl.0, secs(0)..=DAY)?,
             stale_if_error: cx.bounded(t, "stale_if_error", c.stale_if_error.0, secs(0)..=DAY * 30)?,
+            ttl_while_following: cx.bounded(
+                t,
+                "ttl_while_following",
+                c.ttl_while_following.0,
+                secs(0)..=DAY * 7,
+            )?,
         })
     }
 }
@@ -242,6 +248,12 @@ impl TryFrom<Section<'_, Spanned<raw::RawLdap>>> for LdapSettings {
         let t = "directory.ldap";
         cx.bounded(t, "timeout", l.timeout.0, Duration::from_millis(100)..=secs(60))?;
         cx.bounded(t, "failback_after", l.failback_after.0, secs(1)..=DAY)?;
+        cx.bounded(
+            t,
+            "follow_interval",
+            l.follow_interval.0,
+            Duration::from_millis(100)..=secs(60),
+        )?;
         cx.bounded(t, "pool_size", l.pool_size, 1..=256)?;
         cx.bounded(t, "page_size", l.page_size, 1..=100_000)?;
         cx.bounded(t, "max_depth", l.max_depth, 1..=100)?;
@@ -376,6 +388,8 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
         page_size: l.page_size,
         failback_after: l.failback_after.0,
         recipient_aliases: l.recipient_aliases,
+        follow_changes: l.follow_changes,
+        follow_interval: l.follow_interval.0,
         recipient_restrictions: {
             let r = l.recipient_restrictions;
             r.enabled.then_some(RestrictionAttributes {

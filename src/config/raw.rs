@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::directory::follow::FollowMethod;
 use crate::directory::ldap::Membership;
 use crate::directory::CacheSettings;
 use crate::milter::Endpoint;
@@ -260,6 +261,8 @@ pub struct RawLdap {
     pub page_size: i32,
     pub failback_after: Dur,
     pub recipient_aliases: bool,
+    pub follow_changes: FollowMethod,
+    pub follow_interval: Dur,
     pub recipient_restrictions: RawRestrictions,
 }
 
@@ -333,6 +336,8 @@ impl Default for RawLdap {
             page_size: 500,
             failback_after: Dur(Duration::from_secs(30)),
             recipient_aliases: true,
+            follow_changes: FollowMethod::Off,
+            follow_interval: Dur(Duration::from_secs(1)),
             recipient_restrictions: RawRestrictions::default(),
         }
     }
@@ -345,6 +350,7 @@ pub struct RawCache {
     pub ttl: Dur,
     pub negative_ttl: Dur,
     pub stale_if_error: Dur,
+    pub ttl_while_following: Dur,
 }
 
 impl Default for RawCache {
@@ -355,6 +361,7 @@ impl Default for RawCache {
             ttl: Dur(d.ttl),
             negative_ttl: Dur(d.negative_ttl),
             stale_if_error: Dur(d.stale_if_error),
+            ttl_while_following: Dur(d.ttl_while_following),
         }
     }
 }

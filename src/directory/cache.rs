@@ -13,6 +13,10 @@
 //! - A reload with other directory settings starts a new cache, which adopts
 //!   the old one's entries as stale only: never served while the new
 //!   directory answers, still there to bridge an outage.
+//! - Invalidation (the directory change follower): entries a change can
+//!   affect are dropped, stale copies included. An answer fetched while an
+//!   invalidation happened may predate the change: it is returned to the
+//!   callers that asked, never stored.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,6 +64,10 @@ pub struct CacheSettings {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     pub stale_if_error: Duration,
+    /// A found entry's lifetime while the change follower is up and has been
+    /// since the entry was fetched (changes drop it earlier); `ttl` again the
+    /// moment the follower is down.
+    pub ttl_while_following: Duration,
 }
 
 impl Default for CacheSettings {
@@ -69,7 +77,44 @@ impl Default for CacheSettings {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(3600),
+            ttl_while_following: Duration::from_secs(3600),
         }
+    }
+}
+
+/// Whether the directory change follower is up, and since when: one slot
+/// per followed subtree, up only while every one is.
+#[derive(Debug, Default)]
+pub struct Following {
+    slots: Mutex<Vec<Option<Instant>>>,
+}
+
+impl Following {
+    pub fn new(subtrees: usize) -> Self {
+        Following {
+            slots: Mutex::new(vec![None; subtrees]),
+        }
+    }
+
+    /// Subtree `slot` is followed from now on (`true`) or no longer (`false`).
+    pub fn set(&self, slot: usize, up: bool) {
+        if let Some(s) = lock(&self.slots).get_mut(slot) {
+            *s = up.then(Instant::now);
+        }
+    }
+
+    pub fn is_up(&self, slot: usize) -> bool {
+        lock(&self.slots).get(slot).is_some_and(Option::is_some)
+    }
+
+    /// Since when every subtree has been followed, if it is.
+    pub fn since(&self) -> Option<Instant> {
+        let mut latest: Option<Instant> = None;
+        for slot in lock(&self.slots).iter() {
+            let up = (*slot)?;
+            latest = Some(latest.map_or(up, |l| l.max(up)));
+        }
+        latest
     }
 }
 
@@ -120,6 +165,9 @@ pub struct Cache<K = UserKey, V = ResolvedUser> {
     settings: CacheSettings,
     entries: Mutex<LruCache<K, Entry<V>>>,
     in_flight: Mutex<HashMap<K, Flight<V>>>,
+    /// Bumped by every invalidation: a fetch that saw it change does not store.
+    invalidations: AtomicU64,
+    following: Option<Arc<Following>>,
     pub counters: Counters,
 }
 
@@ -129,18 +177,39 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
     }
 
     pub fn new(settings: CacheSettings) -> Self {
+        Cache::followed(settings, None)
+    }
+
+    /// A cache whose found entries live `ttl_while_following` while
+    /// `following` says the change follower is up.
+    pub fn followed(settings: CacheSettings, following: Option<Arc<Following>>) -> Self {
         let cap = NonZeroUsize::new(settings.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Cache {
+            following,
             settings,
             entries: Mutex::new(LruCache::new(cap)),
             in_flight: Mutex::new(HashMap::new()),
+            invalidations: AtomicU64::new(0),
             counters: Counters::default(),
         }
     }
 
     fn lifetime(&self, e: &Entry<V>) -> Duration {
         match e.value {
-            Ok(Some(_)) => self.settings.ttl,
+            Ok(Some(_)) => {
+                // Only an entry fetched while the follower was up: one from
+                // before may predate a change the follower never saw.
+                let followed = self
+                    .following
+                    .as_ref()
+                    .and_then(|f| f.since())
+                    .is_some_and(|since| e.fetched >= since);
+                if followed {
+                    self.settings.ttl_while_following.max(self.settings.ttl)
+                } else {
+                    self.settings.ttl
+                }
+            }
             Ok(None) | Err(_) => self.settings.negative_ttl,
         }
     }
@@ -163,18 +232,24 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         let result = flight
             .get_or_init(|| async {
                 self.counters.queries.fetch_add(1, Ordering::Relaxed);
+                let generation = self.invalidations.load(Ordering::Acquire);
                 let r = fetch().await;
                 if r.is_err() {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 }
-                if r.as_ref().map_or_else(|e| e.is_permanent(), |_| true) {
+                // Lock first, then compare: an invalidation either ran before
+                // (and is seen here) or runs after the store (and drops it).
+                let mut entries = lock(&self.entries);
+                let unchanged = self.invalidations.load(Ordering::Acquire) == generation;
+                if unchanged && r.as_ref().map_or_else(|e| e.is_permanent(), |_| true) {
                     let e = Entry {
                         value: r.clone(),
                         fetched: Instant::now(),
                         stale_only: false,
                     };
-                    lock(&self.entries).put(key.clone(), e);
+                    entries.put(key.clone(), e);
                 }
+                drop(entries);
                 r
             })
             .await
@@ -231,6 +306,36 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         }
     }
 
+    /// Drop every entry `affected` says a directory change can have
+    /// altered (stale-only copies too: they would bridge an outage with
+    /// exactly what changed). Returns how many were dropped.
+    pub fn invalidate(&self, mut affected: impl FnMut(&K, &Lookup<V>) -> bool) -> usize {
+        let mut entries = lock(&self.entries);
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
+        // Queries under way may have read the old state: later callers
+        // start their own instead of joining them.
+        lock(&self.in_flight).clear();
+        let doomed: Vec<K> = entries
+            .iter()
+            .filter(|(k, e)| affected(k, &e.value))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            entries.pop(k);
+        }
+        doomed.len()
+    }
+
+    /// Drop everything (a gap in the change stream that cannot be resumed).
+    pub fn clear(&self) -> usize {
+        self.invalidate(|_, _| true)
+    }
+
+    /// Whether `key` has an entry (of any age), without touching its recency.
+    pub fn contains(&self, key: &K) -> bool {
+        lock(&self.entries).contains(key)
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.entries).len()
     }
@@ -271,7 +376,98 @@ mod tests {
             ttl: Duration::from_secs(10),
             negative_ttl: Duration::from_secs(2),
             stale_if_error: Duration::from_secs(100),
+            ttl_while_following: Duration::from_secs(1000),
         }
+    }
+
+    #[tokio::test]
+    async fn invalidation_drops_what_it_names_stale_copies_included() {
+        let roomy = CacheSettings {
+            capacity: 10,
+            ..settings()
+        };
+        let c: Cache<String> = Cache::new(roomy);
+        for login in ["alice", "bob"] {
+            let _ = c
+                .get_or_fetch(&login.to_string(), Instant::now(), || async move {
+                    Ok(Some(user(login)))
+                })
+                .await;
+        }
+        let dropped = c.invalidate(|_, v| matches!(v, Ok(Some(u)) if u.entry.login == "alice"));
+        assert_eq!((dropped, c.len()), (1, 1));
+        // Dropped means asked again, and not bridged by an old copy when down.
+        let (r, s) = c
+            .get_or_fetch(&"alice".to_string(), Instant::now(), || async {
+                Err(DirectoryUnavailable::outage("down"))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(s, Source::Directory);
+        let (_, s) = c
+            .get_or_fetch(&"bob".to_string(), Instant::now(), || async { unreachable!() })
+            .await;
+        assert_eq!(s, Source::Cache, "bob untouched");
+        let newer: Cache<String> = Cache::new(roomy);
+        newer.adopt_stale(&c);
+        assert_eq!(newer.clear(), 1, "stale-only copies are dropped too");
+    }
+
+    #[tokio::test]
+    async fn an_answer_fetched_across_an_invalidation_is_returned_but_not_stored() {
+        let c: Arc<Cache<String>> = Arc::new(Cache::new(settings()));
+        let (fetching, fetched) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let c2 = c.clone();
+        let lookup = tokio::spawn(async move {
+            c2.get_or_fetch(&"alice".to_string(), Instant::now(), || async move {
+                let _ = fetching.send(());
+                let _ = released.await;
+                Ok(Some(user("alice")))
+            })
+            .await
+        });
+        fetched.await.unwrap();
+        // The change is followed while the old state is on its way.
+        c.invalidate(|_, _| true);
+        release.send(()).unwrap();
+        let (r, _) = lookup.await.unwrap();
+        assert!(r.unwrap().is_some(), "the caller gets its answer");
+        assert!(c.is_empty(), "but it may predate the change: not cached");
+        let (_, s) = c
+            .get_or_fetch(&"alice".to_string(), Instant::now(), || async {
+                Ok(Some(user("alice")))
+            })
+            .await;
+        assert_eq!(s, Source::Directory);
+    }
+
+    #[tokio::test]
+    async fn found_entries_live_ttl_while_following_only_while_the_follower_is_up() {
+        let following = Arc::new(Following::new(1));
+        let c: Cache<String> = Cache::followed(settings(), Some(following.clone()));
+        let k = "alice".to_string();
+        let fresh = || async { Ok(Some(user("alice"))) };
+        // Fetched before the follower was up: plain ttl (10 s).
+        let _ = c.get_or_fetch(&k, Instant::now(), fresh).await;
+        following.set(0, true);
+        let (_, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(11), fresh)
+            .await;
+        assert_eq!(s, Source::Directory, "fetched before the follower came up");
+        // Fetched while up: ttl_while_following (1000 s).
+        let (_, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(500), || async {
+                unreachable!()
+            })
+            .await;
+        assert_eq!(s, Source::Cache);
+        // The follower goes down: back to ttl at once.
+        following.set(0, false);
+        let (_, s) = c
+            .get_or_fetch(&k, Instant::now() + Duration::from_secs(11), fresh)
+            .await;
+        assert_eq!(s, Source::Directory);
     }
 
     #[tokio::test]

@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
+use super::follow::{Change, FollowMethod, SYNC_REQUEST_OID};
 use super::{
     Answer, Backend, DirectoryUnavailable, Finding, Memberships, NamedGroup, Pending, RecipientEntry,
     ResolvedUser, UserEntry, UserKey, UNKNOWN_CHAIN,
@@ -121,6 +122,10 @@ pub struct LdapSettings {
     /// A recipient's entry is read for its other addresses, so that a
     /// `[[recipient]]` rule holds under every alias of the list it names.
     pub recipient_aliases: bool,
+    /// How directory changes are followed (see [`super::follow`]).
+    pub follow_changes: FollowMethod,
+    /// Active Directory: how often `uSNChanged` is polled.
+    pub follow_interval: Duration,
 }
 
 /// Where a recipient's own entry keeps its delivery restrictions (Exchange
@@ -237,6 +242,186 @@ impl LdapBackend {
         &self.settings
     }
 
+    /// A backend with the same servers and credentials and a pool of one,
+    /// for the change follower: its searches never wait behind lookups.
+    pub(super) fn follower_copy(&self) -> LdapBackend {
+        let settings = LdapSettings {
+            pool_size: 1,
+            ..self.settings.clone()
+        };
+        LdapBackend {
+            password: self.password.clone(),
+            tls: self.tls.clone(),
+            servers: settings
+                .urls
+                .iter()
+                .map(|u| Server {
+                    url: u.clone(),
+                    state: Mutex::new(Health::default()),
+                })
+                .collect(),
+            pool: vec![tokio::sync::Mutex::new(None)],
+            next: AtomicUsize::new(0),
+            operations: AtomicU64::new(0),
+            ad_dns_domain: self.ad_dns_domain.clone(),
+            settings,
+        }
+    }
+
+    /// A connection of its own (for a persistent search) and its server's URL.
+    pub(super) async fn follower_connection(&self) -> Result<(Ldap, String), DirectoryUnavailable> {
+        let p = self.connect_any().await?;
+        Ok((p.ldap, self.servers[p.server].url.clone()))
+    }
+
+    /// The follow method the server's root DSE announces, if any.
+    pub(super) async fn follow_method_offered(&self) -> Result<Option<FollowMethod>, DirectoryUnavailable> {
+        let e = self
+            .search(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                &["supportedControl", "supportedCapabilities"],
+            )
+            .await?;
+        let Some(e) = e.first() else {
+            return Ok(None);
+        };
+        if attr(e, "supportedCapabilities")
+            .iter()
+            .any(|c| c == AD_CAPABILITY)
+        {
+            return Ok(Some(FollowMethod::Ad));
+        }
+        Ok(attr(e, "supportedControl")
+            .iter()
+            .any(|c| c == SYNC_REQUEST_OID)
+            .then_some(FollowMethod::Syncrepl))
+    }
+
+    /// What the follower reads of a changed entry: enough to tell whose
+    /// cached answers it can affect.
+    pub(super) fn watched_attributes(&self) -> Vec<String> {
+        let s = &self.settings;
+        let mut attrs: Vec<String> = ["member", "uniqueMember", "memberUid"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        attrs.extend(s.login_attributes.iter().cloned());
+        attrs.extend(s.address_attributes.iter().cloned());
+        attrs.push(s.group_name_attribute.clone());
+        attrs.sort_by_key(|a| a.to_lowercase());
+        attrs.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        attrs
+    }
+
+    /// A changed entry as the cache sees it; a deleted one by its DN alone.
+    pub(super) async fn change_of(
+        &self,
+        e: &SearchEntry,
+        deleted: bool,
+    ) -> Result<Change, DirectoryUnavailable> {
+        let mut change = Change {
+            dn: e.dn.clone(),
+            ..Change::default()
+        };
+        if deleted {
+            return Ok(change);
+        }
+        // Ranged on Active Directory for groups of more than 1,500 members.
+        change.members = self.all_values(e, "member").await?;
+        change.members.extend(attr(e, "uniqueMember"));
+        change.member_logins = attr(e, "memberUid");
+        let s = &self.settings;
+        let mut names: Vec<String> = s
+            .login_attributes
+            .iter()
+            .chain([&s.group_name_attribute])
+            .flat_map(|a| attr(e, a))
+            .map(|v| v.to_lowercase())
+            .collect();
+        names.extend(self.own_addresses(&e.attrs));
+        names.sort();
+        names.dedup();
+        change.names = names;
+        Ok(change)
+    }
+
+    /// OpenLDAP: the `contextCSN` of the database holding `base` (on its
+    /// suffix entry), `;`-joined as a sync cookie carries it.
+    pub(super) async fn context_csn(&self, base: &str) -> Option<String> {
+        let root = self
+            .search("", Scope::Base, "(objectClass=*)", &["namingContexts"])
+            .await
+            .ok()?;
+        let base_key = super::follow::dn_key(base).into_owned();
+        let suffix = root
+            .first()
+            .map(|e| attr(e, "namingContexts"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| {
+                let n = super::follow::dn_key(n).into_owned();
+                !n.is_empty() && (base_key == n || base_key.ends_with(&format!(",{n}")))
+            })
+            .max_by_key(String::len)?;
+        let e = self
+            .search(&suffix, Scope::Base, "(objectClass=*)", &["contextCSN"])
+            .await
+            .ok()?;
+        let csns = attr(e.first()?, "contextCSN");
+        (!csns.is_empty()).then(|| csns.join(";"))
+    }
+
+    /// Active Directory: the DC answering (`dsServiceName`) and its
+    /// `highestCommittedUSN`.
+    pub(super) async fn dc_state(&self) -> Result<(String, u64), DirectoryUnavailable> {
+        let e = self
+            .search(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                &["dsServiceName", "highestCommittedUSN"],
+            )
+            .await?;
+        let e = e.first().ok_or_else(|| unusable("no root DSE"))?;
+        let dc = first(e, "dsServiceName")
+            .ok_or_else(|| unusable("root DSE without dsServiceName: not Active Directory"))?;
+        let usn = first(e, "highestCommittedUSN")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| unusable("root DSE without a highestCommittedUSN"))?;
+        Ok((dc, usn))
+    }
+
+    /// Entries under `base` written with a USN in `from..=to`, each with
+    /// whether it is a deleted object (seen only with the rights to).
+    pub(super) async fn changed_since(
+        &self,
+        base: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(SearchEntry, bool)>, DirectoryUnavailable> {
+        let filter = format!("(&(uSNChanged>={from})(uSNChanged<={to}))");
+        let mut attrs = self.watched_attributes();
+        attrs.push("isDeleted".into());
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let show_deleted = ldap3::controls::RawControl {
+            ctype: SHOW_DELETED_OID.into(),
+            crit: false,
+            val: None,
+        };
+        let entries = self
+            .search_with(base, Scope::Subtree, &filter, &attrs, vec![show_deleted])
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let deleted = first(&e, "isDeleted").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+                (e, deleted)
+            })
+            .collect())
+    }
+
     async fn connect(&self, index: usize) -> Result<Ldap, String> {
         let s = &self.settings;
         let url = &self.servers[index].url;
@@ -351,11 +536,26 @@ impl LdapBackend {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, DirectoryUnavailable> {
+        self.search_with(base, scope, filter, attrs, Vec::new()).await
+    }
+
+    /// [`LdapBackend::search`] with request controls.
+    async fn search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        controls: Vec<ldap3::controls::RawControl>,
+    ) -> Result<Vec<SearchEntry>, DirectoryUnavailable> {
         let mut last = None;
         for attempt in 0..2 {
             let (ldap, slot, server) = self.handle().await?;
             self.operations.fetch_add(1, Ordering::Relaxed);
-            match self.search_on(ldap, base, scope, filter, attrs).await {
+            match self
+                .search_on(ldap, base, scope, filter, attrs, controls.clone())
+                .await
+            {
                 Ok(entries) => return Ok(entries),
                 Err(SearchError::Fatal(e)) => return Err(e),
                 Err(SearchError::Connection(e)) => {
@@ -381,6 +581,7 @@ impl LdapBackend {
         scope: Scope,
         filter: &str,
         attrs: &[&str],
+        controls: Vec<ldap3::controls::RawControl>,
     ) -> Result<Vec<SearchEntry>, SearchError> {
         let t = self.settings.timeout;
         let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
@@ -389,6 +590,9 @@ impl LdapBackend {
                 Box::new(EntriesOnly::new()),
                 Box::new(PagedResults::new(self.settings.page_size)),
             ];
+            if !controls.is_empty() {
+                ldap.with_controls(controls);
+            }
             let mut stream = ldap
                 .with_timeout(t)
                 .streaming_search_with(adapters, base, scope, filter, attrs)
@@ -889,10 +1093,11 @@ enum SearchError {
     Fatal(DirectoryUnavailable),
 }
 
-/// ldap3's entry parser panics on malformed BER; a directory answer must never
-/// bring gatehouse down, so a panic here becomes "directory unavailable".
 /// Active Directory announces itself in the root DSE with this capability.
 const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
+
+/// Active Directory's Show Deleted control: deleted objects (tombstones) too.
+const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
 
 impl LdapBackend {
     /// A user entry and its groups.
@@ -975,6 +1180,7 @@ impl LdapBackend {
                 "membership = \"{mode}\" but the server is not Active Directory: it would find no groups (use \"memberof\" or \"search\")"
             )));
         }
+        self.verify_following(&mut findings).await;
         let mut seen = HashSet::new();
         for g in groups {
             if !seen.insert(g.name.to_lowercase()) {
@@ -1003,6 +1209,103 @@ impl LdapBackend {
             });
         }
         Ok(findings)
+    }
+}
+
+impl LdapBackend {
+    /// `check`: whether the server offers the configured follow method, and
+    /// whether this account may use it.
+    async fn verify_following(&self, findings: &mut Vec<Finding>) {
+        let configured = self.settings.follow_changes;
+        if configured == FollowMethod::Off {
+            return;
+        }
+        let offered = match self.follow_method_offered().await {
+            Ok(m) => m,
+            Err(e) => {
+                findings.push(Finding::Error(format!(
+                    "follow_changes: reading the root DSE: {e}"
+                )));
+                return;
+            }
+        };
+        let method = match (configured, offered) {
+            (FollowMethod::Auto, None) => {
+                findings.push(Finding::Warning(
+                    "follow_changes = \"auto\": the server offers neither syncrepl nor Active Directory's uSNChanged; changes will apply when cached entries expire (ttl)".into(),
+                ));
+                return;
+            }
+            (FollowMethod::Auto, Some(m)) => m,
+            (m, o) if Some(m) != o => {
+                let missing = match m {
+                    FollowMethod::Syncrepl => "the server does not announce the content synchronization control (OpenLDAP: load the syncprov overlay on the database)",
+                    _ => "the server is not Active Directory",
+                };
+                findings.push(Finding::Error(format!(
+                    "follow_changes = \"{}\": {missing}",
+                    m.name()
+                )));
+                return;
+            }
+            (m, _) => m,
+        };
+        let probe = match method {
+            FollowMethod::Syncrepl => self.probe_sync().await,
+            _ => match self.dc_state().await {
+                Ok((dc, usn)) => self
+                    .changed_since(&self.settings.base_dn, usn, usn)
+                    .await
+                    .map(|_| format!("uSNChanged of {dc}"))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        findings.push(match probe {
+            Ok(what) => Finding::Note(format!(
+                "follow_changes: {} ({what}) accepted for this account",
+                method.name()
+            )),
+            Err(e) => Finding::Error(format!("follow_changes = \"{}\": {e}", method.name())),
+        });
+    }
+
+    /// A one-entry refreshOnly sync search: does the server take the
+    /// control from this account?
+    async fn probe_sync(&self) -> Result<String, String> {
+        use ldap3::controls::{MakeCritical, RefreshMode, SyncRequest};
+        let (mut ldap, server) = self.follower_connection().await.map_err(|e| e.to_string())?;
+        let request = SyncRequest {
+            mode: RefreshMode::RefreshOnly,
+            cookie: None,
+            reload_hint: false,
+        };
+        let t = self.settings.timeout;
+        let run = async {
+            let mut stream = ldap
+                .with_search_options(ldap3::SearchOptions::new().sizelimit(1))
+                .with_controls(request.critical())
+                .with_timeout(t)
+                .streaming_search(
+                    &self.settings.base_dn,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec!["1.1"],
+                )
+                .await
+                .map_err(|e| format!("{server}: {e}"))?;
+            while let Ok(Some(_)) = stream.next().await {}
+            let res = stream.finish().await;
+            match res.rc {
+                0 | 4 => Ok(format!("sync request on {server}")),
+                rc => Err(format!("{server} refused the sync request: rc={rc} {}", res.text)),
+            }
+        };
+        let r = tokio::time::timeout(t * 2, run)
+            .await
+            .unwrap_or_else(|_| Err(format!("{server}: sync request timed out")));
+        let _ = ldap.unbind().await;
+        r
     }
 }
 
@@ -1048,7 +1351,9 @@ impl Backend for LdapBackend {
     }
 }
 
-fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavailable> {
+/// ldap3's entry parser panics on malformed BER; a directory answer must never
+/// bring gatehouse down, so a panic here becomes "directory unavailable".
+pub(super) fn construct(entry: ldap3::ResultEntry) -> Result<SearchEntry, DirectoryUnavailable> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry)))
         .map_err(|_| unusable("malformed entry in a directory answer"))
 }

@@ -6,11 +6,12 @@
 
 mod backend;
 pub mod cache;
+pub mod follow;
 pub mod ldap;
 mod static_dir;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use backend::{Answer, Backend, Finding, NamedGroup, Pending};
@@ -181,24 +182,108 @@ impl RecipientEntry {
 /// caches in front of it unless it answers from memory.
 pub struct Directory {
     backend: Box<dyn Backend>,
-    caches: Option<Caches>,
+    caches: Option<Arc<Caches>>,
+    /// The change follower's tasks, stopped with this directory (a reload
+    /// that replaces it, the daemon's end).
+    follower: Mutex<Option<follow::Follower>>,
 }
 
-struct Caches {
+pub(crate) struct Caches {
     users: cache::Cache<UserKey>,
     /// Recipients' stored restrictions, by lowercased address.
     restrictions: cache::Cache<String, RecipientEntry>,
+    following: Arc<cache::Following>,
+    /// Changes applied and flushes made by the follower.
+    changes_followed: std::sync::atomic::AtomicU64,
+    flushes: std::sync::atomic::AtomicU64,
+}
+
+impl Caches {
+    /// Drop what one changed (or deleted) entry can affect: the user whose
+    /// entry it is; for a group, each user whose membership in it differs
+    /// between the cached answer and the group's member list as it is now
+    /// (directly or through a cached group now listed as a member; a group
+    /// without readable members counts as empty, so its cached members are
+    /// all dropped); entries cached under one of its logins or addresses;
+    /// every "no such user" and unusable answer (the change may have created
+    /// the entry or resolved an ambiguity). Groups nesting it change for a
+    /// user only when its membership in it does.
+    pub(crate) fn apply(&self, change: &follow::Change) -> (usize, usize) {
+        self.changes_followed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dn = follow::dn_key(&change.dn);
+        let members = change.member_keys();
+        let names = &change.names;
+        let users = self.users.invalidate(|_, value| match value {
+            Ok(Some(u)) => {
+                let own = follow::dn_key(&u.entry.dn);
+                let was = u.groups.iter().any(|(g, _)| follow::dn_key(g) == dn);
+                let now = members.contains(&*own)
+                    || u.groups
+                        .iter()
+                        .any(|(g, _)| members.contains(&*follow::dn_key(g)))
+                    || change
+                        .member_logins
+                        .iter()
+                        .any(|l| l.eq_ignore_ascii_case(&u.entry.login));
+                own == dn
+                    || was != now
+                    || names.iter().any(|n| {
+                        u.entry.is_own(&UserKey::Login(n.clone()))
+                            || u.entry.is_own(&UserKey::Address(n.clone()))
+                    })
+            }
+            Ok(None) | Err(_) => true,
+        });
+        let recipients = self.restrictions.invalidate(|key, value| match value {
+            Ok(Some(r)) => {
+                follow::dn_key(&r.dn) == dn
+                    || names.iter().any(|n| n.eq_ignore_ascii_case(key))
+                    || r.addresses
+                        .iter()
+                        .any(|a| names.iter().any(|n| n.eq_ignore_ascii_case(a)))
+            }
+            Ok(None) | Err(_) => true,
+        });
+        (users, recipients)
+    }
+
+    /// Drop everything: the follower missed changes it cannot name.
+    pub(crate) fn flush(&self) -> usize {
+        self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.users.clear() + self.restrictions.clear()
+    }
 }
 
 impl Directory {
     pub fn new(backend: impl Backend, cache: CacheSettings) -> Directory {
-        let caches = (!backend.in_memory()).then(|| Caches {
-            users: cache::Cache::new(cache),
-            restrictions: cache::Cache::new(cache),
+        let subtrees = follow::subtrees(&backend).len();
+        let caches = (!backend.in_memory()).then(|| {
+            let following = Arc::new(cache::Following::new(subtrees));
+            Arc::new(Caches {
+                users: cache::Cache::followed(cache, Some(following.clone())),
+                restrictions: cache::Cache::followed(cache, Some(following.clone())),
+                following,
+                changes_followed: Default::default(),
+                flushes: Default::default(),
+            })
         });
         Directory {
             backend: Box::new(backend),
             caches,
+            follower: Mutex::new(None),
+        }
+    }
+
+    /// Start following the directory's changes, when its settings ask for
+    /// it (the daemon, inside its runtime; `check` and `explain` never do).
+    pub fn start_following(&self) {
+        let Some(caches) = &self.caches else {
+            return;
+        };
+        let mut follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
+        if follower.is_none() {
+            *follower = follow::Follower::start(&*self.backend, caches);
         }
     }
 
@@ -334,6 +419,21 @@ impl Directory {
             (_, Source::Cache) => "cache".into(),
             (_, Source::Stale) => "cache, expired (directory unavailable)".into(),
         }
+    }
+
+    /// Whether every followed subtree is followed right now.
+    pub fn following(&self) -> bool {
+        self.caches
+            .as_ref()
+            .is_some_and(|c| c.following.since().is_some())
+    }
+
+    /// Changes the follower applied and cache flushes it made so far.
+    pub fn follow_counters(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.caches.as_ref().map_or((0, 0), |c| {
+            (c.changes_followed.load(Relaxed), c.flushes.load(Relaxed))
+        })
     }
 
     /// Cache counters as `hits misses queries errors stale_served`, for the logs.

@@ -94,6 +94,16 @@ impl Slapd {
     /// Build, start and load a server in a new temporary folder. Panics
     /// (with the tool's output or slapd's log) when any step fails.
     pub fn start_with(options: Options) -> Slapd {
+        Slapd::start_configured(options, true)
+    }
+
+    /// Like [`Slapd::start_with`], without the syncprov overlay: a server
+    /// that refuses the content synchronization control.
+    pub fn start_without_syncprov(options: Options) -> Slapd {
+        Slapd::start_configured(options, false)
+    }
+
+    fn start_configured(options: Options, syncprov: bool) -> Slapd {
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-slapd-")
             .tempdir()
@@ -101,7 +111,7 @@ impl Slapd {
         if options.tls {
             make_certificates(dir.path());
         }
-        build_config(dir.path(), options.tls);
+        build_config(dir.path(), options.tls, syncprov);
 
         let mut slapd = Slapd {
             port: 0,
@@ -402,7 +412,7 @@ fn find_program(var: &str, name: &str) -> PathBuf {
 }
 
 /// Fill in `config.ldif` and build `dir/slapd.d` from it with slapadd.
-fn build_config(dir: &Path, tls: bool) {
+fn build_config(dir: &Path, tls: bool, syncprov: bool) {
     let db = dir.join("db");
     let slapd_d = dir.join("slapd.d");
     fs::create_dir(&db).expect("create db folder");
@@ -418,6 +428,10 @@ fn build_config(dir: &Path, tls: bool) {
         .replace("@TLS_CERT@", &path("server.pem"))
         .replace("@TLS_KEY@", &path("server.key"))
         .replace("@TLS_CA@", &path("ca.pem"));
+    let filled = match filled.find("# syncprov-begin") {
+        Some(cut) if !syncprov => filled[..cut].replace("olcModuleLoad: syncprov.la\n", ""),
+        _ => filled,
+    };
     // Without TLS the olcTLS* lines go: slapd will not start without the files.
     let config: String = filled
         .lines()

@@ -1,0 +1,88 @@
+//! Active Directory: every write gives the entry a new `uSNChanged`, the
+//! domain controller's own counter. Polled every `follow_interval` with
+//! `(uSNChanged>=N)` — ordinary read rights, no DirSync right ("Replicating
+//! Directory Changes") needed. USNs are one DC's own: when another DC
+//! answers (failover), nothing can be resumed and the cache is flushed.
+//! Deleted objects are asked for with the Show Deleted control; an account
+//! that may not see them (the default) still sees a deleted user's groups
+//! change, and a deletion it cannot see applies at `ttl`.
+
+use super::{FollowMethod, Resume, SessionEnd, Task};
+
+pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
+    let interval = task.ldap.settings().follow_interval;
+    let (dc, highest) = match task.ldap.dc_state().await {
+        Ok(s) => s,
+        Err(e) => return SessionEnd::Retry(e.to_string()),
+    };
+    let mut next = match &resume.usn {
+        Some((known, next)) if *known == dc => *next,
+        _ => {
+            // First start, or another DC: what changed before is unknowable.
+            let why = if resume.usn.is_some() {
+                "another domain controller answers"
+            } else {
+                "change polling started"
+            };
+            if !task.flush(why) {
+                return SessionEnd::Stopped;
+            }
+            highest.saturating_add(1)
+        }
+    };
+    resume.usn = Some((dc.clone(), next));
+    task.following(FollowMethod::Ad, &dc);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if task.caches().is_none() {
+            return SessionEnd::Stopped;
+        }
+        // Up to the highest committed USN read first: a transaction still
+        // under way may hold a lower USN than one already visible.
+        let committed = match task.ldap.dc_state().await {
+            Ok((now, committed)) if now == dc => committed,
+            Ok(_) => return SessionEnd::Retry(format!("{dc} no longer answers")),
+            Err(e) => return SessionEnd::Retry(e.to_string()),
+        };
+        if committed < next {
+            continue;
+        }
+        let changed = match task.ldap.changed_since(&task.base, next, committed).await {
+            Ok(c) => c,
+            Err(e) => return SessionEnd::Retry(e.to_string()),
+        };
+        // The pool may have moved to another DC between the reads: its
+        // USNs say nothing about this one's.
+        match task.ldap.dc_state().await {
+            Ok((now, _)) if now == dc => {}
+            Ok(_) => return SessionEnd::Retry(format!("{dc} no longer answers")),
+            Err(e) => return SessionEnd::Retry(e.to_string()),
+        }
+        for (entry, deleted) in changed {
+            if deleted {
+                // A tombstone keeps neither the DN nor the members it had.
+                if !task.flush("an object was deleted") {
+                    return SessionEnd::Stopped;
+                }
+                continue;
+            }
+            match task.ldap.change_of(&entry, false).await {
+                Ok(change) => {
+                    if !task.apply(&change) {
+                        return SessionEnd::Stopped;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(dn = %entry.dn, error = %e, "reading a changed entry failed");
+                    if !task.flush("a changed entry could not be read") {
+                        return SessionEnd::Stopped;
+                    }
+                }
+            }
+        }
+        next = committed.saturating_add(1);
+        resume.usn = Some((dc.clone(), next));
+    }
+}
