@@ -13,7 +13,9 @@ use super::bounds::{secs, DAY};
 use super::context::{Context, Section};
 use super::raw;
 use super::ConfigError;
-use crate::directory::ldap::{LdapBackend, LdapSettings, Membership, RestrictionAttributes};
+use crate::directory::ldap::{
+    is_attribute_name, LdapBackend, LdapSettings, Membership, RestrictionAttributes,
+};
 use crate::directory::{CacheSettings, Directory, StaticDirectory, StaticGroup, StaticUser};
 use toml::Spanned;
 
@@ -401,14 +403,6 @@ fn ldap_settings(l: raw::RawLdap) -> Result<LdapSettings, String> {
             })
         },
     })
-}
-
-/// An LDAP attribute description: a name or OID (letters, digits, `-`, `.`),
-/// never a filter fragment.
-fn is_attribute_name(a: &str) -> bool {
-    !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Parentheses of an LDAP filter template balance (escapes are `\28`/`\29`, never raw).

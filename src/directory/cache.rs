@@ -66,7 +66,7 @@ pub struct CacheSettings {
     pub stale_if_error: Duration,
     /// A found entry's lifetime while the change follower is up and has been
     /// since the entry was fetched (changes drop it earlier); `ttl` again the
-    /// moment the follower is down.
+    /// moment the follower is down. Never shorter than `ttl`.
     pub ttl_while_following: Duration,
 }
 
@@ -77,7 +77,8 @@ impl Default for CacheSettings {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(3600),
-            ttl_while_following: Duration::from_secs(3600),
+            // Opt-in: 0 = `ttl`, so following only ever shortens a lifetime.
+            ttl_while_following: Duration::ZERO,
         }
     }
 }
@@ -87,12 +88,31 @@ impl Default for CacheSettings {
 #[derive(Debug, Default)]
 pub struct Following {
     slots: Mutex<Vec<Option<Instant>>>,
+    /// Whether the follower sees every change that can matter, so found
+    /// entries may live `ttl_while_following` (not when, say, AD's deleted
+    /// objects are hidden from the bind DN).
+    complete: std::sync::atomic::AtomicBool,
 }
 
 impl Following {
     pub fn new(subtrees: usize) -> Self {
         Following {
             slots: Mutex::new(vec![None; subtrees]),
+            complete: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The follower misses some changes (`false`): entries keep plain `ttl`.
+    pub fn set_complete(&self, complete: bool) {
+        self.complete.store(complete, Ordering::Relaxed);
+    }
+
+    /// Since when entries may live `ttl_while_following`, if they may.
+    pub fn extends_since(&self) -> Option<Instant> {
+        if self.complete.load(Ordering::Relaxed) {
+            self.since()
+        } else {
+            None
         }
     }
 
@@ -202,7 +222,7 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
                 let followed = self
                     .following
                     .as_ref()
-                    .and_then(|f| f.since())
+                    .and_then(|f| f.extends_since())
                     .is_some_and(|since| e.fetched >= since);
                 if followed {
                     self.settings.ttl_while_following.max(self.settings.ttl)
@@ -326,9 +346,30 @@ impl<K: Hash + Eq + Clone, V> Cache<K, V> {
         doomed.len()
     }
 
-    /// Drop everything (a gap in the change stream that cannot be resumed).
-    pub fn clear(&self) -> usize {
-        self.invalidate(|_, _| true)
+    /// A gap in the change stream that cannot be accounted for: every entry
+    /// becomes stale only — never served while the directory answers, still
+    /// bridging an outage (the gap is often one). Returns how many.
+    pub fn demote_all(&self) -> usize {
+        let mut entries = lock(&self.entries);
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
+        lock(&self.in_flight).clear();
+        let mut n = 0;
+        for (_, e) in entries.iter_mut() {
+            if e.value.is_ok() && !e.stale_only {
+                e.stale_only = true;
+                n += 1;
+            }
+        }
+        // Faults are not worth keeping: they answer nothing stale.
+        let faults: Vec<K> = entries
+            .iter()
+            .filter(|(_, e)| e.value.is_err())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &faults {
+            entries.pop(k);
+        }
+        n + faults.len()
     }
 
     /// Whether `key` has an entry (of any age), without touching its recency.
@@ -410,7 +451,25 @@ mod tests {
         assert_eq!(s, Source::Cache, "bob untouched");
         let newer: Cache<String> = Cache::new(roomy);
         newer.adopt_stale(&c);
-        assert_eq!(newer.clear(), 1, "stale-only copies are dropped too");
+        assert_eq!(
+            newer.invalidate(|_, _| true),
+            1,
+            "stale-only copies are dropped too"
+        );
+        // A gap: bob is kept for outages only.
+        assert_eq!(c.demote_all(), 1);
+        let (r, s) = c
+            .get_or_fetch(&"bob".to_string(), Instant::now(), || async {
+                Err(DirectoryUnavailable::outage("down"))
+            })
+            .await;
+        assert_eq!((r.unwrap().is_some(), s), (true, Source::Stale));
+        let (_, s) = c
+            .get_or_fetch(&"bob".to_string(), Instant::now(), || async {
+                Ok(Some(user("bob")))
+            })
+            .await;
+        assert_eq!(s, Source::Directory, "never served while the directory answers");
     }
 
     #[tokio::test]

@@ -310,6 +310,11 @@ impl LdapBackend {
         attrs.extend(s.login_attributes.iter().cloned());
         attrs.extend(s.address_attributes.iter().cloned());
         attrs.push(s.group_name_attribute.clone());
+        attrs.extend(
+            filter_member_attributes(&s.group_filter)
+                .into_iter()
+                .map(|(a, _)| a),
+        );
         attrs.sort_by_key(|a| a.to_lowercase());
         attrs.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         attrs
@@ -332,6 +337,21 @@ impl LdapBackend {
         change.members = self.all_values(e, "member").await?;
         change.members.extend(attr(e, "uniqueMember"));
         change.member_logins = attr(e, "memberUid");
+        // Whatever else group_filter reads membership from.
+        for (a, by_login) in filter_member_attributes(&self.settings.group_filter) {
+            if ["member", "uniqueMember", "memberUid"]
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&a))
+            {
+                continue;
+            }
+            let values = attr(e, &a);
+            if by_login {
+                change.member_logins.extend(values);
+            } else {
+                change.members.extend(values);
+            }
+        }
         let s = &self.settings;
         let mut names: Vec<String> = s
             .login_attributes
@@ -391,6 +411,26 @@ impl LdapBackend {
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| unusable("root DSE without a highestCommittedUSN"))?;
         Ok((dc, usn))
+    }
+
+    /// Active Directory: whether this account can list deleted objects
+    /// (`CN=Deleted Objects` under `base_dn`, with Show Deleted).
+    pub(super) async fn sees_deleted_objects(&self) -> bool {
+        let container = format!("CN=Deleted Objects,{}", self.settings.base_dn);
+        let show_deleted = ldap3::controls::RawControl {
+            ctype: SHOW_DELETED_OID.into(),
+            crit: false,
+            val: None,
+        };
+        self.search_with(
+            &container,
+            Scope::Base,
+            "(objectClass=*)",
+            &["1.1"],
+            vec![show_deleted],
+        )
+        .await
+        .is_ok_and(|e| !e.is_empty())
     }
 
     /// Entries under `base` written with a USN in `from..=to`, each with
@@ -1447,6 +1487,30 @@ fn address_term(attribute: &str, address: &str) -> String {
     }
 }
 
+/// The attributes `group_filter` matches members by: `(ATTR={dn})` gives
+/// (ATTR, false), `(ATTR={login})` gives (ATTR, true).
+fn filter_member_attributes(template: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for (placeholder, by_login) in [("={dn})", false), ("={login})", true)] {
+        for (at, _) in template.match_indices(placeholder) {
+            let before = &template[..at];
+            let name = &before[before.rfind('(').map_or(0, |i| i + 1)..];
+            if is_attribute_name(name) {
+                out.push((name.to_string(), by_login));
+            }
+        }
+    }
+    out
+}
+
+/// An LDAP attribute description: a name or OID (letters, digits, `-`, `.`),
+/// never a filter fragment.
+pub fn is_attribute_name(a: &str) -> bool {
+    !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
 /// `user_filter` with `{login}` and `{address}` filled in, RFC 4515-escaped,
 /// in one pass (a key is never read as a placeholder);
 /// `(proxyAddresses={address})` searches the SMTP alias, so the filter names
@@ -1606,6 +1670,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_filter_names_the_member_attributes() {
+        assert_eq!(
+            filter_member_attributes("(&(objectClass=groupOfNames)(member={dn}))"),
+            [("member".to_string(), false)]
+        );
+        assert_eq!(
+            filter_member_attributes("(|(mgrpMember={dn})(memberUid={login})(x=y))"),
+            [("mgrpMember".to_string(), false), ("memberUid".to_string(), true)]
+        );
+    }
 
     #[test]
     fn rdn_values() {

@@ -204,7 +204,8 @@ impl Caches {
     /// between the cached answer and the group's member list as it is now
     /// (directly or through a cached group now listed as a member; a group
     /// without readable members counts as empty, so its cached members are
-    /// all dropped); entries cached under one of its logins or addresses;
+    /// all dropped), and each member who knows it under a name it no longer
+    /// has (a rename that kept the DN); entries cached under one of its logins or addresses;
     /// every "no such user" and unusable answer (the change may have created
     /// the entry or resolved an ambiguity). Groups nesting it change for a
     /// user only when its membership in it does.
@@ -217,17 +218,26 @@ impl Caches {
         let users = self.users.invalidate(|_, value| match value {
             Ok(Some(u)) => {
                 let own = follow::dn_key(&u.entry.dn);
-                let was = u.groups.iter().any(|(g, _)| follow::dn_key(g) == dn);
+                let was = u
+                    .groups
+                    .iter()
+                    .any(|(g, _)| g.contains('=') && follow::dn_key(g) == dn);
+                // Group keys are names and DNs; only DNs (with `=`) can be listed.
                 let now = members.contains(&*own)
                     || u.groups
                         .iter()
-                        .any(|(g, _)| members.contains(&*follow::dn_key(g)))
+                        .any(|(g, _)| g.contains('=') && members.contains(&*follow::dn_key(g)))
                     || change
                         .member_logins
                         .iter()
                         .any(|l| l.eq_ignore_ascii_case(&u.entry.login));
+                // Rules match groups by name: a member whose path names the
+                // group by a name it no longer has (a rename that kept the
+                // DN) is affected too.
+                let renamed = was && !names.is_empty() && !names.iter().any(|n| u.groups.contains(n));
                 own == dn
                     || was != now
+                    || renamed
                     || names.iter().any(|n| {
                         u.entry.is_own(&UserKey::Login(n.clone()))
                             || u.entry.is_own(&UserKey::Address(n.clone()))
@@ -248,10 +258,11 @@ impl Caches {
         (users, recipients)
     }
 
-    /// Drop everything: the follower missed changes it cannot name.
+    /// The follower missed changes it cannot name: nothing cached is served
+    /// as fresh again; it still bridges an outage.
     pub(crate) fn flush(&self) -> usize {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.users.clear() + self.restrictions.clear()
+        self.users.demote_all() + self.restrictions.demote_all()
     }
 }
 

@@ -173,6 +173,8 @@ pub(super) enum SessionEnd {
 pub(super) struct Resume {
     /// syncrepl: the last sync cookie.
     pub cookie: Option<Vec<u8>>,
+    /// syncrepl: the server refused a cookie made from its contextCSN.
+    pub no_context_cookie: bool,
     /// ad: the domain controller (`dsServiceName`) and the next USN to read.
     pub usn: Option<(String, u64)>,
 }
@@ -215,9 +217,11 @@ impl Task {
                     return;
                 }
                 SessionEnd::Restart(why) => {
-                    tracing::info!(base = %self.base, method = method.name(), reason = %why, "directory change stream restarted from scratch; cache flushed");
-                    backoff = FIRST_BACKOFF;
-                    continue;
+                    tracing::info!(base = %self.base, method = method.name(), reason = %why, retry_in = ?backoff, "directory change stream restarts from scratch; cache flushed");
+                    // Backed off too: a server that refuses every cookie must
+                    // not get a reconnection and a flush in a tight loop.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 SessionEnd::Retry(why) => {
                     if was_up {
@@ -387,6 +391,20 @@ mod tests {
             ..Change::default()
         });
         assert_eq!(c.users.len(), 0);
+        // Renamed, DN kept (the name is not its RDN): its members go, since
+        // rules match the name.
+        let c = caches_with(&[("alice", &[RELAY, "relay"]), ("bob", &[])]).await;
+        c.apply(&Change {
+            dn: RELAY.into(),
+            members: vec!["uid=alice,ou=people,dc=x".into()],
+            names: vec!["blocked".into()],
+            ..Change::default()
+        });
+        assert!(!contains(&c, "alice") && contains(&c, "bob"));
+        c.apply(&Change {
+            dn: "uid=bob,ou=people,dc=x".into(),
+            ..Change::default()
+        });
         // A group without readable members: all its cached members go.
         let c = caches_with(&[("alice", &[RELAY]), ("bob", &[])]).await;
         c.apply(&Change {

@@ -27,7 +27,7 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
     // whole subtree, which a size limit refuses and which costs a full
     // transfer; what the cache holds is flushed at the end of the refresh.
     let mut fresh_start = false;
-    if resume.cookie.is_none() {
+    if resume.cookie.is_none() && !resume.no_context_cookie {
         if let Some(csn) = task.ldap.context_csn(&task.base).await {
             resume.cookie = Some(format!("rid=000,csn={csn}").into_bytes());
             fresh_start = true;
@@ -109,7 +109,8 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
                     if state.cookie.is_some() {
                         resume.cookie = state.cookie;
                     }
-                    if refreshing && !resumed {
+                    // Present: unchanged since the cookie (a present phase).
+                    if (refreshing && !resumed) || matches!(state.state, EntryState::Present) {
                         continue;
                     }
                     let deleted = matches!(state.state, EntryState::Delete);
@@ -138,7 +139,10 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
                     let res = stream.finish().await;
                     return match res.rc {
                         SYNC_REFRESH_REQUIRED => {
+                            // A made-up cookie refused: the next start is a
+                            // full refresh (fresh_start is for the first try).
                             resume.cookie = None;
+                            resume.no_context_cookie = fresh_start;
                             if !task.flush("the server cannot resume from the cookie") {
                                 return SessionEnd::Stopped;
                             }

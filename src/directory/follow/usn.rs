@@ -31,6 +31,15 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
         }
     };
     resume.usn = Some((dc.clone(), next));
+    // Deletions hidden from this account are missed: entries then keep
+    // plain ttl, never ttl_while_following.
+    let sees_deleted = task.ldap.sees_deleted_objects().await;
+    if let Some(c) = task.caches() {
+        c.following.set_complete(sees_deleted);
+    }
+    if !sees_deleted {
+        tracing::warn!(base = %task.base, "deleted objects are hidden from the bind DN: a deletion applies at ttl, and cached entries keep ttl (not ttl_while_following)");
+    }
     task.following(FollowMethod::Ad, &dc);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,6 +55,11 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
             Ok(_) => return SessionEnd::Retry(format!("{dc} no longer answers")),
             Err(e) => return SessionEnd::Retry(e.to_string()),
         };
+        if committed.saturating_add(1) < next {
+            // Gone backwards: a DC restored from a backup keeps its name.
+            resume.usn = None;
+            return SessionEnd::Retry(format!("{dc}: highestCommittedUSN went back to {committed}"));
+        }
         if committed < next {
             continue;
         }
