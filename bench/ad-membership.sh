@@ -19,28 +19,10 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-50}
 PROFILE=${BENCH_PROFILE:-release}
 
-if [ -z "${GATEHOUSE_AD_SANDBOX:-}" ]; then
-    bash scripts/install-test-deps.sh
-    if [ "$PROFILE" = release ]; then
-        cargo build --release --example ad_membership_bench
-    else
-        cargo build --example ad_membership_bench
-    fi
-    [ "$(id -u)" -eq 0 ] || { echo "ad-membership: must run as root (network namespace)" >&2; exit 1; }
-    export GATEHOUSE_AD_SANDBOX=1
-    exec unshare --net -- bash "$0" "$@"
-fi
-ip link set lo up
-
-TMP=$(mktemp -d -t gatehouse-adbench.XXXXXX)
-cleanup() {
-    bash tests/ad/samba.sh stop "$TMP/dc" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-bash tests/ad/samba.sh start "$TMP/dc" >"$TMP/start.log" 2>&1 || { cat "$TMP/start.log" >&2; exit 1; }
-# shellcheck disable=SC1091 # written by tests/ad/samba.sh
-. "$TMP/dc/ad.env"
+# shellcheck source=bench/lib/ad-dc.sh
+. bench/lib/ad-dc.sh
+ad_dc_sandbox ad-membership ad_membership_bench "$0" "$@"
+ad_dc_start
 
 configs=()
 for method in ad-in-chain ad-token-groups memberof; do

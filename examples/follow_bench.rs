@@ -11,6 +11,8 @@
 //!    changes applied.
 //!
 //! Usage: follow_bench CONFIG_FOLLOWING CONFIG_OFF LDAP_URL ROOT_DN ROOT_PW ROUNDS LOAD_SECONDS
+//! With AD_BASE_DN and AD_BULK_DN set: the test Samba AD DC's layout
+//! (tests/ad/samba.sh) instead of the test slapd's.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -21,10 +23,36 @@ use gatehouse::config;
 use gatehouse::directory::Directory;
 use ldap3::{LdapConnAsync, Mod};
 
-const GROUP: &str = "cn=Bench Relay,ou=groups,dc=example,dc=com";
+/// Where the bench group and the bulk users are.
+struct Layout {
+    group: String,
+    /// Bulk user `i`'s DN is `{rdn}=user{i:04},{users}`.
+    rdn: &'static str,
+    users: String,
+    ad: bool,
+}
 
-fn user_dn(i: usize) -> String {
-    format!("uid=user{i:04},ou=bulk,dc=example,dc=com")
+impl Layout {
+    fn from_env() -> Layout {
+        match (std::env::var("AD_BASE_DN"), std::env::var("AD_BULK_DN")) {
+            (Ok(base), Ok(bulk)) => Layout {
+                group: format!("CN=Bench Relay,{base}"),
+                rdn: "CN",
+                users: bulk,
+                ad: true,
+            },
+            _ => Layout {
+                group: "cn=Bench Relay,ou=groups,dc=example,dc=com".into(),
+                rdn: "uid",
+                users: "ou=bulk,dc=example,dc=com".into(),
+                ad: false,
+            },
+        }
+    }
+
+    fn user_dn(&self, i: usize) -> String {
+        format!("{}=user{i:04},{}", self.rdn, self.users)
+    }
 }
 
 fn cpu_seconds() -> f64 {
@@ -49,8 +77,8 @@ async fn member(d: &Directory, i: usize) -> bool {
 }
 
 /// Add user `i` to the group or remove it, and wait for the server's answer.
-async fn set_member(writer: &mut ldap3::Ldap, i: usize, add: bool) {
-    let dn = user_dn(i);
+async fn set_member(writer: &mut ldap3::Ldap, layout: &Layout, i: usize, add: bool) {
+    let dn = layout.user_dn(i);
     let values = HashSet::from([dn.as_str()]);
     let change = if add {
         Mod::Add("member", values)
@@ -58,7 +86,7 @@ async fn set_member(writer: &mut ldap3::Ldap, i: usize, add: bool) {
         Mod::Delete("member", values)
     };
     writer
-        .modify(GROUP, vec![change])
+        .modify(&layout.group, vec![change])
         .await
         .unwrap()
         .success()
@@ -89,23 +117,21 @@ async fn main() {
         .unwrap()
         .success()
         .unwrap();
-    let _ = writer.delete(GROUP).await;
-    writer
-        .add(
-            GROUP,
-            vec![
-                ("objectClass", HashSet::from(["groupOfNames"])),
-                ("cn", HashSet::from(["Bench Relay"])),
-                (
-                    "member",
-                    HashSet::from(["cn=gatehouse,ou=services,dc=example,dc=com"]),
-                ),
-            ],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
+    let layout = Layout::from_env();
+    let _ = writer.delete(&layout.group).await;
+    let mut entry = vec![("cn", HashSet::from(["Bench Relay"]))];
+    if layout.ad {
+        entry.push(("objectClass", HashSet::from(["group"])));
+        entry.push(("sAMAccountName", HashSet::from(["Bench Relay"])));
+    } else {
+        // groupOfNames needs a member: one the benchmark never looks up.
+        entry.push(("objectClass", HashSet::from(["groupOfNames"])));
+        entry.push((
+            "member",
+            HashSet::from(["cn=gatehouse,ou=services,dc=example,dc=com"]),
+        ));
+    }
+    writer.add(&layout.group, entry).await.unwrap().success().unwrap();
 
     let d = directory(following);
     d.start_following();
@@ -119,7 +145,7 @@ async fn main() {
     let mut latencies = Vec::with_capacity(rounds);
     let mut inside = member(&d, 1).await;
     for _ in 0..rounds {
-        set_member(&mut writer, 1, !inside).await;
+        set_member(&mut writer, &layout, 1, !inside).await;
         let t = Instant::now();
         inside = !inside;
         while member(&d, 1).await != inside {
@@ -138,7 +164,7 @@ async fn main() {
 
     // 2. Steady load, follower off then on.
     let off = directory(off);
-    for (name, dir) in [("off", &off), ("syncrepl", &d)] {
+    for (name, dir) in [("off", &off), ("on", &d)] {
         for i in 1..=100 {
             member(dir, i).await;
         }
@@ -155,7 +181,7 @@ async fn main() {
         while Instant::now() < stop {
             pace.tick().await;
             if Instant::now() >= next_write {
-                set_member(&mut writer, 101 + k % 100, (k / 100).is_multiple_of(2)).await;
+                set_member(&mut writer, &layout, 101 + k % 100, (k / 100).is_multiple_of(2)).await;
                 k += 1;
                 next_write += Duration::from_millis(60);
             }
@@ -164,9 +190,12 @@ async fn main() {
         }
         // Undo the writes so both runs start alike.
         for j in 0..k.min(100) {
-            let dn = user_dn(101 + j);
+            let dn = layout.user_dn(101 + j);
             let _ = writer
-                .modify(GROUP, vec![Mod::Delete("member", HashSet::from([dn.as_str()]))])
+                .modify(
+                    &layout.group,
+                    vec![Mod::Delete("member", HashSet::from([dn.as_str()]))],
+                )
                 .await;
         }
         let cpu = cpu_seconds() - cpu0;
@@ -179,5 +208,5 @@ async fn main() {
             c1 - c0
         );
     }
-    let _ = writer.delete(GROUP).await;
+    let _ = writer.delete(&layout.group).await;
 }

@@ -23,4 +23,5 @@ BENCH_PROFILE=debug ROUNDS=1 TRANSACTIONS=200 HOLD_CONNECTIONS=50 HOLD_SECONDS=1
 BENCH_PROFILE=debug USERS=20 HITS=1000 bash bench/directory.sh >/dev/null
 BENCH_PROFILE=debug ROUNDS=1 bash bench/ad-membership.sh >/dev/null
 BENCH_PROFILE=debug ROUNDS=3 LOAD_SECONDS=1 bash bench/follow-changes.sh >/dev/null
+BENCH_PROFILE=debug ROUNDS=2 LOAD_SECONDS=1 bash bench/follow-changes-ad.sh >/dev/null
 GATEHOUSE_BIN=target/debug/gatehouse ECHO_MILTER_BIN=target/debug/examples/echo_milter NOOP_POLICY_BIN=target/debug/examples/noop_policy MESSAGES=50 ROUNDS=1 bash bench/postfix.sh >/dev/null
