@@ -33,7 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=tests/lib/ports.sh
+. tests/lib/ports.sh
+PORT=$(unused_port)
 bash tests/ldap/slapd.sh start "$TMP/slapd" "$PORT" >/dev/null
 URL="ldap://127.0.0.1:$PORT"
 

@@ -307,7 +307,9 @@ start_server echo "$TMP/echo.sock" "$ECHO" "unix:$TMP/echo.sock"
 # The same policy with its groups from LDAP: a throw-away slapd with the test
 # directory (tests/ldap/), which has the example's people and groups.
 bash scripts/install-test-deps.sh
-LDAP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=tests/lib/ports.sh
+. tests/lib/ports.sh
+LDAP_PORT=$(unused_port)
 LDAP_BIG=0 bash tests/ldap/slapd.sh start "$TMP/slapd" "$LDAP_PORT" >/dev/null
 make_gatehouse_config "$TMP/gatehouse-ldap.sock" "$TMP/gatehouse-ldap-static.toml"
 awk -v url="ldap://127.0.0.1:$LDAP_PORT" '

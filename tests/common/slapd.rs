@@ -331,16 +331,20 @@ pub fn ldap_dir() -> PathBuf {
 /// How many times slapd is started on other ports when one was taken.
 const PORT_ATTEMPTS: usize = 20;
 
-/// `n` different ports in 20000-59999 that no socket listens on now,
-/// picked at random so that test binaries running at once rarely collide.
+/// `n` different ports that no TCP socket uses now, in any state, picked at
+/// random below the kernel's ephemeral range so that test binaries running at
+/// once rarely collide. Below it because a client connection's port, even in
+/// TIME-WAIT, blocks a listener's bind (SO_REUSEADDR or not), and the tests
+/// make thousands of client connections.
 fn unused_ports(n: usize) -> Vec<u16> {
     use std::hash::{BuildHasher, Hasher};
-    let taken: Vec<u16> = listening_sockets().into_iter().map(|(port, _)| port).collect();
+    let taken: Vec<u16> = tcp_sockets().into_iter().map(|socket| socket.port).collect();
+    let (low, high) = listener_port_range();
     let mut ports = Vec::new();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     while ports.len() < n {
         hasher.write_u32(std::process::id());
-        let port = 20000 + (hasher.finish() % 40000) as u16;
+        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
         if !taken.contains(&port) && !ports.contains(&port) {
             ports.push(port);
         }
@@ -348,14 +352,34 @@ fn unused_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// The ports tests listen on: 10000 up to the start of the ephemeral range
+/// (`net.ipv4.ip_local_port_range`), or above its end when it starts low.
+fn listener_port_range() -> (u16, u16) {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+    let (first, last) = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
+    if first >= 12000 {
+        (10000, first)
+    } else {
+        (last.saturating_add(1).min(64000), 65535)
+    }
+}
+
 /// Whether slapd's log says it could not bind a listener.
 fn port_taken(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("bind(")
 }
 
-/// (port, socket inode) of every listening TCP socket in this network
-/// namespace, from `/proc/net/tcp` and `/proc/net/tcp6`.
-fn listening_sockets() -> Vec<(u16, String)> {
+/// One TCP socket of this network namespace, from `/proc/net/tcp{,6}`.
+struct TcpSocket {
+    port: u16,
+    listening: bool,
+    inode: String,
+}
+
+/// Every TCP socket of this network namespace, listening or not (TIME-WAIT
+/// ones included).
+fn tcp_sockets() -> Vec<TcpSocket> {
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
@@ -364,13 +388,17 @@ fn listening_sockets() -> Vec<(u16, String)> {
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address is HEXIP:HEXPORT; state 0A is LISTEN.
-            if fields.len() > 9 && fields[3] == "0A" {
+            if fields.len() > 9 {
                 let port = fields[1]
                     .rsplit(':')
                     .next()
                     .and_then(|p| u16::from_str_radix(p, 16).ok());
                 if let Some(port) = port {
-                    found.push((port, fields[9].to_string()));
+                    found.push(TcpSocket {
+                        port,
+                        listening: fields[3] == "0A",
+                        inode: fields[9].to_string(),
+                    });
                 }
             }
         }
@@ -380,10 +408,10 @@ fn listening_sockets() -> Vec<(u16, String)> {
 
 /// Whether process `pid` holds a socket listening on TCP `port`.
 fn listens_on(pid: u32, port: u16) -> bool {
-    let inodes: Vec<String> = listening_sockets()
+    let inodes: Vec<String> = tcp_sockets()
         .into_iter()
-        .filter(|(p, _)| *p == port)
-        .map(|(_, inode)| format!("socket:[{inode}]"))
+        .filter(|socket| socket.listening && socket.port == port)
+        .map(|socket| format!("socket:[{}]", socket.inode))
         .collect();
     if inodes.is_empty() {
         return false;

@@ -26,8 +26,9 @@
 #   e2e_stop_pid PID         stop one tracked process now and wait for it.
 #
 # Ports and readiness
-#   free_port                prints a free TCP port on 127.0.0.1 (never the
-#                            same one twice in one run).
+#   free_port                prints a TCP port no socket uses, below the
+#                            ephemeral range (never the same one twice in
+#                            one run).
 #   wait_listen PORT [PID] [SECONDS]
 #                            polls `ss -ltn` until PORT listens (never
 #                            connects: a probe would be an SMTP session);
@@ -92,6 +93,8 @@
 # root after the run (its path is printed).
 
 E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/lib/ports.sh
+. "$E2E_REPO/tests/lib/ports.sh"
 E2E_HOSTNAME=mx.gatehouse-e2e.test
 # shellcheck disable=SC2034 # used by the MTA suites
 E2E_USERS=(alice bob carol dave)
@@ -99,7 +102,6 @@ E2E_PASS=0
 E2E_FAIL=0
 E2E_PIDS=()
 E2E_CLEANUP=()
-E2E_PORTS=()
 
 e2e_log() { printf '== %s\n' "$*" >&2; }
 
@@ -240,20 +242,7 @@ e2e_cleanup() {
 
 # ---------------------------------------------------------------- ports
 
-free_port() {
-    local port used i
-    used=$(ss -ltnH 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}')
-    for ((i = 0; i < 1000; i++)); do
-        port=$((20000 + RANDOM % 40000))
-        if grep -qx "$port" <<<"$used"; then continue; fi
-        if [[ " ${E2E_PORTS[*]-} " == *" $port "* ]]; then continue; fi
-        E2E_PORTS+=("$port")
-        echo "$port"
-        return 0
-    done
-    echo "e2e: no free port" >&2
-    return 1
-}
+free_port() { unused_port "$E2E_ROOT/ports.given"; }
 
 wait_listen() {
     local port=$1 pid=${2:-} secs=${3:-20} i

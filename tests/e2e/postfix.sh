@@ -75,7 +75,9 @@ pf_cmd() {
     local out=$PF_DIR/postfix-cmd.log
     echo "+ postfix $*" >>"$out"
     if ! script -q -e -c "postfix -c '$PF_CONF' $*" /dev/null </dev/null >>"$out" 2>&1; then
-        tail -n 20 "$out" >&2
+        # The master's own reason (a port it cannot bind...) is in the
+        # command's output, not in the maillog (postlogd is not up yet).
+        grep -v 'overriding earlier entry' "$out" | tail -n 20 >&2
         tail -n 20 "$PF_DIR/maillog" >&2 2>/dev/null || true
         return 1
     fi
@@ -156,7 +158,7 @@ biff = no
 
 # Permissive: gatehouse decides. (A bare "permit" is refused by smtpd.)
 smtpd_relay_restrictions = check_client_access static:OK, reject_unauth_destination
-smtpd_recipient_restrictions =
+$(if [ "$PF_INTERFACE" != policy ]; then echo 'smtpd_recipient_restrictions ='; fi)
 smtpd_peername_lookup = no
 smtpd_tls_security_level = none
 
