@@ -164,7 +164,7 @@ pub(super) enum SessionEnd {
     Restart(String),
     /// The directory is gone (a reload replaced it).
     Stopped,
-    /// The server offers no way to follow it (`auto` found none).
+    /// The server refuses the method (no syncprov, not for this account).
     Unsupported(String),
 }
 
@@ -195,6 +195,7 @@ impl Task {
         let mut resume = Resume::default();
         let mut backoff = FIRST_BACKOFF;
         let mut down_logged = false;
+        let mut refused_logged = false;
         loop {
             let (method, end) = match self.method(configured).await {
                 Ok(Some(FollowMethod::Syncrepl)) => (
@@ -202,10 +203,12 @@ impl Task {
                     syncrepl::session(&self, &mut resume).await,
                 ),
                 Ok(Some(_)) => (FollowMethod::Ad, usn::session(&self, &mut resume).await),
-                Ok(None) => {
-                    tracing::warn!(base = %self.base, "follow_changes = \"auto\": the server offers neither syncrepl nor Active Directory's uSNChanged; changes apply when cached entries expire (ttl)");
-                    return;
-                }
+                Ok(None) => (
+                    configured,
+                    SessionEnd::Unsupported(
+                        "follow_changes = \"auto\": the server offers neither syncrepl nor Active Directory's uSNChanged".into(),
+                    ),
+                ),
                 Err(e) => (configured, SessionEnd::Retry(e.to_string())),
             };
             let was_up = self.is_up();
@@ -213,8 +216,15 @@ impl Task {
             match end {
                 SessionEnd::Stopped => return,
                 SessionEnd::Unsupported(why) => {
-                    tracing::error!(base = %self.base, method = method.name(), reason = %why, "cannot follow directory changes; changes apply when cached entries expire (ttl)");
-                    return;
+                    // Logged once; asked again every MAX_BACKOFF, quietly, so
+                    // that enabling syncprov later needs no reload.
+                    if !refused_logged {
+                        tracing::error!(base = %self.base, method = method.name(), reason = %why, "cannot follow directory changes; changes apply when cached entries expire (ttl)");
+                        refused_logged = true;
+                    } else {
+                        tracing::debug!(base = %self.base, reason = %why, "change stream still refused");
+                    }
+                    tokio::time::sleep(MAX_BACKOFF).await;
                 }
                 SessionEnd::Restart(why) => {
                     tracing::info!(base = %self.base, method = method.name(), reason = %why, retry_in = ?backoff, "directory change stream restarts from scratch; cache flushed");

@@ -9,6 +9,9 @@
 
 use super::{FollowMethod, Resume, SessionEnd, Task};
 
+/// USNs read per poll at most.
+const USN_WINDOW: u64 = 10_000;
+
 pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
     let interval = task.ldap.settings().follow_interval;
     let (dc, highest) = match task.ldap.dc_state().await {
@@ -63,7 +66,10 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
         if committed < next {
             continue;
         }
-        let changed = match task.ldap.changed_since(&task.base, next, committed).await {
+        // Bounded windows: after a long gap, each poll reads at most
+        // USN_WINDOW USNs' worth and the next one follows at once.
+        let to = committed.min(next.saturating_add(USN_WINDOW - 1));
+        let changed = match task.ldap.changed_since(&task.base, next, to).await {
             Ok(c) => c,
             Err(e) => return SessionEnd::Retry(e.to_string()),
         };
@@ -96,7 +102,10 @@ pub(super) async fn session(task: &Task, resume: &mut Resume) -> SessionEnd {
                 }
             }
         }
-        next = committed.saturating_add(1);
+        next = to.saturating_add(1);
+        if to < committed {
+            tick.reset_immediately();
+        }
         resume.usn = Some((dc.clone(), next));
     }
 }
