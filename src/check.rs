@@ -15,34 +15,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Every group reference in the rules, with where it is used.
-fn named_groups(config: &Config) -> Vec<(String, String)> {
-    let p = &config.policy;
-    let mut out = Vec::new();
-    for l in p.listeners.iter().chain(p.default_listener.iter()) {
-        for (what, list) in [
-            ("submit.allow_groups", &l.submit.allow_groups),
-            ("submit.deny_groups", &l.submit.deny_groups),
-            ("relay.allow_groups", &l.relay.allow_groups),
-            ("relay.deny_groups", &l.relay.deny_groups),
-        ] {
-            for g in list {
-                out.push((g.clone(), format!("listener {:?} {what}", l.name)));
-            }
-        }
-    }
-    for r in p.recipients.values() {
-        for (what, list) in [("accept_from", &r.accept_from), ("reject_from", &r.reject_from)] {
-            for s in list {
-                if let SenderRef::Group(g) = s {
-                    out.push((g.clone(), format!("recipient {} {what}", r.address)));
-                }
-            }
-        }
-    }
-    out
-}
-
 fn named_users(config: &Config) -> Vec<(SenderRef, String)> {
     let mut out = Vec::new();
     for r in config.policy.recipients.values() {
@@ -82,7 +54,9 @@ pub async fn check(config: &Config, directory: &Directory) -> Report {
             "on_directory_error = \"accept\": while the directory is down, group rules are skipped (fail open)".into(),
         );
     }
-    let groups: Vec<NamedGroup> = named_groups(config)
+    let groups: Vec<NamedGroup> = config
+        .policy
+        .group_references()
         .into_iter()
         .map(|(name, used)| NamedGroup { name, used })
         .collect();

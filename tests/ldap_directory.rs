@@ -61,9 +61,8 @@ async fn groups_of(d: &Directory, login: &str) -> Vec<String> {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{login} not found"));
-    let mut g: Vec<String> = u.groups.iter().map(|(_, p)| p.join(" > ")).collect();
+    let mut g: Vec<String> = u.groups.paths().map(|p| p.join(" > ")).collect();
     g.sort();
-    g.dedup();
     g
 }
 
@@ -549,4 +548,111 @@ async fn a_recipient_entry_by_address_with_chosen_attributes() {
         ldap.entry_by_address("*", &["cn"]).await.unwrap().is_none(),
         "escaped"
     );
+}
+
+/// MAIL's reply for a submission by `login` on the only listener of
+/// `config` ("continue", "tempfail" or the reply text), through the code a
+/// live session runs.
+async fn submission_verdict(config: &str, login: &str) -> String {
+    use gatehouse::enforcer::{explain, sender_address, verdict_for, Envelope, Snapshot};
+    use gatehouse::milter::Verdict;
+    use gatehouse::policy::ListenerId;
+    let c = config::parse(config, Path::new("ldap-test.toml")).unwrap();
+    let snap = Snapshot {
+        directory: c.build_directory().unwrap(),
+        policy: c.policy,
+    };
+    let from = format!("{login}@example.com");
+    let sender = sender_address(&snap.policy, &from);
+    let env = Envelope {
+        listener: "default",
+        client: None,
+        login: Some(login),
+        sender: sender.as_ref(),
+    };
+    let x = explain(
+        &snap,
+        ListenerId::Default,
+        &env,
+        &["carol@example.com".to_string()],
+    )
+    .await;
+    match verdict_for(&snap.policy, &x.mail, None) {
+        Verdict::Continue => "continue".into(),
+        Verdict::Tempfail => "tempfail".into(),
+        Verdict::Reply(b) => String::from_utf8_lossy(&b).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_group_named_like_a_rules_group_grants_nothing() {
+    // Someone who may create groups somewhere under the base (a delegated
+    // OU, a self-service group tool) creates "Mail Senders" there and puts
+    // carol (not a real Mail Sender) in it; and a group named after the
+    // real group's DN.
+    let s = small();
+    s.modify(
+        "dn: ou=projects,dc=example,dc=com\nchangetype: add\nobjectClass: organizationalUnit\nou: projects\n\n\
+         dn: cn=Mail Senders,ou=projects,dc=example,dc=com\nchangetype: add\nobjectClass: groupOfNames\ncn: Mail Senders\nmember: uid=carol,ou=people,dc=example,dc=com\n\n\
+         dn: cn=Spoof,ou=projects,dc=example,dc=com\nchangetype: add\nobjectClass: groupOfNames\ncn: Spoof\ncn: cn=Mail Senders,ou=groups,dc=example,dc=com\nmember: uid=dave,ou=people,dc=example,dc=com\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bind = service_bind(tmp.path());
+    let with = |ldap: &str, allow: &str| {
+        ldap_config(&[s.url()], &format!("{bind}\n{ldap}"), "")
+            + &format!("submit = {{ allow_groups = [{allow:?}] }}\n")
+    };
+    let denied = "550 5.7.1 Client does not have permissions to submit to this server";
+
+    // Groups under ou=groups only: the one in ou=projects is not the
+    // "Mail Senders" of the rule, whatever its name.
+    for mode in ["memberof", "search"] {
+        let config = with(
+            &format!("group_base_dn = \"ou=groups,dc=example,dc=com\"\nmembership = {mode:?}"),
+            "Mail Senders",
+        );
+        assert_eq!(submission_verdict(&config, "alice").await, "continue", "{mode}");
+        assert_eq!(submission_verdict(&config, "carol").await, denied, "{mode}");
+    }
+
+    // Groups anywhere under the base: the name means two entries. Their
+    // members cannot be decided (tempfail, never an accept); a user in
+    // neither is refused as before.
+    let config = with("", "Mail Senders");
+    let tempfail = "451 4.4.3 Directory server unavailable, try again later";
+    assert_eq!(submission_verdict(&config, "carol").await, tempfail);
+    assert_eq!(submission_verdict(&config, "alice").await, tempfail);
+    assert_eq!(submission_verdict(&config, "dave").await, denied);
+    let d = directory(&config);
+    let e = d.user_by_login("carol").await.unwrap_err();
+    assert!(e.is_permanent(), "{e}");
+    assert!(
+        e.0.contains("cn=Mail Senders,ou=projects,dc=example,dc=com") && e.0.contains("by DN"),
+        "{e}"
+    );
+    // `check` says so, as an error.
+    let path = tmp.path().join("gatehouse.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("\"Mail Senders\"") && text.contains("matches 2 entries"),
+        "{text}"
+    );
+
+    // Named by DN, the rule means the one entry: alice may, carol may not,
+    // and dave's group named after that DN is not it.
+    let config = with("", "cn=Mail Senders,ou=groups,dc=example,dc=com");
+    assert_eq!(submission_verdict(&config, "alice").await, "continue");
+    assert_eq!(submission_verdict(&config, "carol").await, denied);
+    assert_eq!(submission_verdict(&config, "dave").await, denied);
 }

@@ -91,8 +91,7 @@ pub fn lookup(config: &Config, key: &str) -> ExitCode {
             if u.entry.disabled {
                 println!("account: disabled (a member of no group)");
             }
-            // Each group is listed once (it is indexed by name and by DN).
-            let mut groups: Vec<String> = u.groups.iter().map(|(_, p)| p.join(" > ")).collect();
+            let mut groups: Vec<String> = u.groups.paths().map(|p| p.join(" > ")).collect();
             groups.sort();
             groups.dedup();
             println!("groups ({}):", groups.len());
@@ -100,8 +99,8 @@ pub fn lookup(config: &Config, key: &str) -> ExitCode {
                 println!("  {g}");
             }
             if u.groups
-                .iter()
-                .any(|(_, p)| p.iter().any(|step| step == UNKNOWN_CHAIN))
+                .paths()
+                .any(|p| p.iter().any(|step| step == UNKNOWN_CHAIN))
             {
                 println!(
                     "  ({UNKNOWN_CHAIN}: a member through nesting the directory reported without the chain)"

@@ -56,9 +56,10 @@ pub struct Config {
 impl Config {
     /// The directory of this configuration (see [`DirectorySettings::build`]).
     pub fn build_directory(&self) -> Result<Arc<Directory>, ConfigError> {
+        let groups = self.policy.group_references();
         self.directory
             .build()
-            .map(Arc::new)
+            .map(|d| Arc::new(d.with_rule_groups(groups.iter().map(|(name, _)| name.as_str()))))
             .map_err(|message| ConfigError {
                 file: self.path.clone(),
                 message,

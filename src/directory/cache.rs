@@ -395,20 +395,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::{Memberships, UserEntry};
     use std::sync::atomic::AtomicUsize;
 
     fn user(login: &str) -> Arc<ResolvedUser> {
-        Arc::new(ResolvedUser {
-            entry: UserEntry {
-                login: login.into(),
-                dn: format!("uid={login}"),
-                addresses: vec![],
-                member_of: vec![],
-                ..Default::default()
-            },
-            groups: Memberships::default(),
-        })
+        ResolvedUser::for_test(login, &format!("uid={login}"), &[], &[])
     }
 
     fn settings() -> CacheSettings {

@@ -48,8 +48,8 @@ use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEnt
 
 use super::follow::{Change, FollowMethod, SYNC_REQUEST_OID};
 use super::{
-    Answer, Backend, DirectoryUnavailable, Finding, Memberships, NamedGroup, Pending, RecipientEntry,
-    ResolvedUser, UserEntry, UserKey, UNKNOWN_CHAIN,
+    Answer, Backend, DirectoryUnavailable, Finding, GroupNames, Memberships, NamedGroup, Pending,
+    RecipientEntry, ResolvedUser, UserEntry, UserKey, UNKNOWN_CHAIN,
 };
 
 /// Short on purpose: a probe of a dead server every two seconds costs one
@@ -374,14 +374,14 @@ impl LdapBackend {
             .search("", Scope::Base, "(objectClass=*)", &["namingContexts"])
             .await
             .ok()?;
-        let base_key = super::follow::dn_key(base).into_owned();
+        let base_key = super::dn_key(base).into_owned();
         let suffix = root
             .first()
             .map(|e| attr(e, "namingContexts"))
             .unwrap_or_default()
             .into_iter()
             .filter(|n| {
-                let n = super::follow::dn_key(n).into_owned();
+                let n = super::dn_key(n).into_owned();
                 !n.is_empty() && (base_key == n || base_key.ends_with(&format!(",{n}")))
             })
             .max_by_key(String::len)?;
@@ -685,8 +685,7 @@ impl LdapBackend {
     /// `group_name_attribute` under `group_base_dn`.
     pub async fn find_group(&self, reference: &str) -> Result<Vec<String>, DirectoryUnavailable> {
         let s = &self.settings;
-        let looks_like_dn = reference.contains('=') && reference.contains(',');
-        let entries = if looks_like_dn {
+        let entries = if super::is_dn_reference(reference) {
             self.search(reference, Scope::Base, "(objectClass=*)", &["1.1"])
                 .await?
         } else {
@@ -1108,8 +1107,7 @@ impl LdapBackend {
         let mut p = path.to_vec();
         p.push(name.clone());
         let p: Arc<[String]> = Arc::from(p);
-        out.insert(&name, p.clone());
-        out.insert(dn, p.clone());
+        out.insert_group(dn, &name, p.clone());
         p
     }
 }
@@ -1232,8 +1230,8 @@ impl LdapBackend {
                 Ok(dns) if dns.is_empty() => {
                     Finding::Error(format!("group {name:?} ({used}) is not in the directory"))
                 }
-                Ok(dns) if dns.len() > 1 => Finding::Warning(format!(
-                    "group name {name:?} ({used}) matches {} entries ({}); name it by DN",
+                Ok(dns) if dns.len() > 1 => Finding::Error(format!(
+                    "group name {name:?} ({used}) matches {} entries ({}): a member of any of them is answered tempfail, as gatehouse cannot tell which is meant; name the group by DN",
                     dns.len(),
                     dns.join("; ")
                 )),
@@ -1368,6 +1366,16 @@ impl Backend for LdapBackend {
 
     fn recipient_entry<'a>(&'a self, address: &'a str) -> Answer<'a, Option<Arc<RecipientEntry>>> {
         Answer::later(self.read_recipient_entry(address))
+    }
+
+    fn groups_named<'a>(&'a self, names: &'a [String]) -> Answer<'a, Option<GroupNames>> {
+        Answer::later(async move {
+            let mut index = GroupNames::default();
+            for name in names {
+                index.entries.insert(name.clone(), self.find_group(name).await?);
+            }
+            Ok(Some(index))
+        })
     }
 
     fn verify<'a>(&'a self, groups: &'a [NamedGroup]) -> Pending<'a, Vec<Finding>> {

@@ -6,6 +6,7 @@
 
 mod backend;
 pub mod cache;
+mod dn;
 pub mod follow;
 pub mod ldap;
 mod static_dir;
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 pub use backend::{Answer, Backend, Finding, NamedGroup, Pending};
 pub use cache::{CacheSettings, Source, UserKey};
+pub use dn::{dn_key, is_dn_reference};
 pub use static_dir::{StaticDirectory, StaticGroup, StaticUser};
 
 /// One user entry.
@@ -61,28 +63,44 @@ impl UserEntry {
 /// the directory reported as a transitive membership without its chain.
 pub const UNKNOWN_CHAIN: &str = "…";
 
-/// A user's groups, nested included. Keys are lowercased group names (and DNs
-/// where the backend has them); each value is the membership path from the
-/// user to that group, for `explain` and the logs.
+/// A user's groups, nested included, each with the membership path from
+/// the user to it (for `explain` and the logs): by name (lowercased), and
+/// by DN ([`dn_key`]) where the backend has DNs. A rule's reference is
+/// looked up by DN when it is one ([`is_dn_reference`]), else by name:
+/// never one for the other.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memberships {
-    paths: HashMap<String, Arc<[String]>>,
+    by_name: HashMap<String, Arc<[String]>>,
+    by_dn: HashMap<String, Arc<[String]>>,
 }
 
 impl Memberships {
-    pub fn insert(&mut self, key: &str, path: Arc<[String]>) {
-        self.paths.entry(key.to_lowercase()).or_insert(path);
+    /// A group known by name only (the static directory, test fakes).
+    pub fn insert(&mut self, name: &str, path: Arc<[String]>) {
+        self.by_name.entry(name.to_lowercase()).or_insert(path);
     }
 
-    /// The membership path to `group` (by name or DN, any case), if a member.
+    /// A directory group: its DN, and the name it is shown by.
+    pub fn insert_group(&mut self, dn: &str, name: &str, path: Arc<[String]>) {
+        self.by_dn
+            .entry(dn_key(dn).into_owned())
+            .or_insert_with(|| path.clone());
+        self.insert(name, path);
+    }
+
+    /// The membership path to the group a rule names (by name or DN, any
+    /// case), if a member.
     pub fn path_to(&self, group: &str) -> Option<&Arc<[String]>> {
+        if is_dn_reference(group) {
+            return self.by_dn.get(&*dn_key(group));
+        }
         // Asked for every group of every rule on every transaction: a name
         // already in lower case (as configured names usually are) costs no
         // allocation.
         if group.chars().any(char::is_uppercase) {
-            self.paths.get(&group.to_lowercase())
+            self.by_name.get(&group.to_lowercase())
         } else {
-            self.paths.get(group)
+            self.by_name.get(group)
         }
     }
 
@@ -90,16 +108,91 @@ impl Memberships {
         self.path_to(group).is_some()
     }
 
+    /// How many groups.
     pub fn len(&self) -> usize {
-        self.paths.len()
+        if self.by_dn.is_empty() {
+            self.by_name.len()
+        } else {
+            self.by_dn.len()
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.by_name.is_empty() && self.by_dn.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<[String]>)> {
-        self.paths.iter()
+    /// The path to each group, once per group.
+    pub fn paths(&self) -> impl Iterator<Item = &Arc<[String]>> {
+        if self.by_dn.is_empty() {
+            &self.by_name
+        } else {
+            &self.by_dn
+        }
+        .values()
+    }
+
+    /// The groups' DNs, as [`dn_key`]s.
+    pub fn dns(&self) -> impl Iterator<Item = &str> {
+        self.by_dn.keys().map(String::as_str)
+    }
+
+    /// The same memberships with each name the rules use meaning the one
+    /// entry the directory has under that name (`names`, from
+    /// [`Backend::groups_named`]): a member by name only through that
+    /// entry's DN, whatever name the membership search found it under. A
+    /// group elsewhere with the same name (created where someone may
+    /// create groups) grants nothing. When a name means several entries and
+    /// the user is in one of them, no rule naming it can be decided:
+    /// `Err`, answered tempfail. `suspect`: the user is in a group of that
+    /// name the index does not list (the index may be older than the group).
+    pub fn settled(&self, names: &GroupNames) -> Result<Settled, String> {
+        let mut out = self.clone();
+        let mut suspect = false;
+        for (name, dns) in &names.entries {
+            let reached: Vec<(&String, &Arc<[String]>)> = dns
+                .iter()
+                .filter_map(|dn| self.by_dn.get(&*dn_key(dn)).map(|p| (dn, p)))
+                .collect();
+            if dns.len() > 1 && !reached.is_empty() {
+                return Err(format!(
+                    "group name {name:?} means {} entries ({}), and this user is in {}: rules naming it cannot tell which is meant (name the group by DN)",
+                    dns.len(),
+                    dns.join("; "),
+                    reached.iter().map(|(dn, _)| dn.as_str()).collect::<Vec<_>>().join("; ")
+                ));
+            }
+            suspect |= reached.is_empty() && self.by_name.contains_key(name);
+            match reached.first() {
+                Some((_, path)) => out.by_name.insert(name.clone(), Arc::clone(path)),
+                None => out.by_name.remove(name),
+            };
+        }
+        Ok(Settled { groups: out, suspect })
+    }
+}
+
+/// [`Memberships::settled`]'s answer.
+#[derive(Debug)]
+pub struct Settled {
+    pub groups: Memberships,
+    pub suspect: bool,
+}
+
+/// The entries each group name the rules use means in the directory
+/// (lowercased name → DNs as the server returned them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupNames {
+    pub entries: HashMap<String, Vec<String>>,
+}
+
+impl GroupNames {
+    /// Whether a change to the entry `dn`, now named `names`, can change
+    /// what a name means.
+    pub fn affected_by(&self, dn: &str, names: &[String]) -> bool {
+        let dn = dn_key(dn);
+        self.entries.iter().any(|(name, dns)| {
+            names.iter().any(|n| n.eq_ignore_ascii_case(name)) || dns.iter().any(|d| dn_key(d) == dn)
+        })
     }
 }
 
@@ -108,6 +201,37 @@ impl Memberships {
 pub struct ResolvedUser {
     pub entry: UserEntry,
     pub groups: Memberships,
+}
+
+#[cfg(test)]
+impl ResolvedUser {
+    /// A user for unit tests, in `groups` given by name, or by DN (then
+    /// also known by its first RDN's value, as a directory group is).
+    pub fn for_test(login: &str, dn: &str, addresses: &[&str], groups: &[&str]) -> Arc<ResolvedUser> {
+        let mut m = Memberships::default();
+        for g in groups {
+            let path: Arc<[String]> = Arc::from(vec![login.to_string(), g.to_string()]);
+            if is_dn_reference(g) {
+                let name = g
+                    .split(',')
+                    .next()
+                    .and_then(|rdn| rdn.split_once('='))
+                    .map_or(*g, |(_, v)| v);
+                m.insert_group(g, name, path);
+            } else {
+                m.insert(g, path);
+            }
+        }
+        Arc::new(ResolvedUser {
+            entry: UserEntry {
+                login: login.into(),
+                dn: dn.into(),
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+            groups: m,
+        })
+    }
 }
 
 /// The directory could not answer, or answered with something unusable.
@@ -186,6 +310,8 @@ pub struct Directory {
     /// The change follower's tasks, stopped with this directory (a reload
     /// that replaces it, the daemon's end).
     follower: Mutex<Option<follow::Follower>>,
+    /// The group names the rules use, lowercased, sorted.
+    rule_groups: Vec<String>,
 }
 
 pub(crate) struct Caches {
@@ -196,6 +322,14 @@ pub(crate) struct Caches {
     /// Changes applied and flushes made by the follower.
     changes_followed: std::sync::atomic::AtomicU64,
     flushes: std::sync::atomic::AtomicU64,
+    /// What the rules' group names mean in the directory, and when that was
+    /// read; see [`Directory::settle_group_names`].
+    group_names: Mutex<Option<(Instant, Arc<GroupNames>)>>,
+    /// One reading of the group names at a time.
+    group_names_reading: tokio::sync::Mutex<()>,
+    /// Bumped by every change that may alter what a name means: a reading
+    /// that overlapped one is used once but not kept.
+    group_names_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Caches {
@@ -212,21 +346,16 @@ impl Caches {
     pub(crate) fn apply(&self, change: &follow::Change) -> (usize, usize) {
         self.changes_followed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dn = follow::dn_key(&change.dn);
+        let dn = dn_key(&change.dn);
         let members = change.member_keys();
         let names = &change.names;
+        self.forget_group_names_if(|index| index.affected_by(&change.dn, names));
         let users = self.users.invalidate(|_, value| match value {
             Ok(Some(u)) => {
-                let own = follow::dn_key(&u.entry.dn);
-                let was = u
-                    .groups
-                    .iter()
-                    .any(|(g, _)| g.contains('=') && follow::dn_key(g) == dn);
-                // Group keys are names and DNs; only DNs (with `=`) can be listed.
+                let own = dn_key(&u.entry.dn);
+                let was = u.groups.dns().any(|g| g == dn);
                 let now = members.contains(&*own)
-                    || u.groups
-                        .iter()
-                        .any(|(g, _)| g.contains('=') && members.contains(&*follow::dn_key(g)))
+                    || u.groups.dns().any(|g| members.contains(g))
                     || change
                         .member_logins
                         .iter()
@@ -247,7 +376,7 @@ impl Caches {
         });
         let recipients = self.restrictions.invalidate(|key, value| match value {
             Ok(Some(r)) => {
-                follow::dn_key(&r.dn) == dn
+                dn_key(&r.dn) == dn
                     || names.iter().any(|n| n.eq_ignore_ascii_case(key))
                     || r.addresses
                         .iter()
@@ -258,10 +387,23 @@ impl Caches {
         (users, recipients)
     }
 
+    /// Forget what the group names mean when `affected` says a change can
+    /// alter it (and while a reading is under way, whatever the change).
+    fn forget_group_names_if(&self, affected: impl Fn(&GroupNames) -> bool) {
+        let mut stored = self.group_names.lock().unwrap_or_else(|e| e.into_inner());
+        let forget = stored.as_ref().is_none_or(|(_, index)| affected(index));
+        if forget {
+            *stored = None;
+            self.group_names_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// The follower missed changes it cannot name: nothing cached is served
     /// as fresh again; it still bridges an outage.
     pub(crate) fn flush(&self) -> usize {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.forget_group_names_if(|_| true);
         self.users.demote_all() + self.restrictions.demote_all()
     }
 }
@@ -277,13 +419,32 @@ impl Directory {
                 following,
                 changes_followed: Default::default(),
                 flushes: Default::default(),
+                group_names: Mutex::new(None),
+                group_names_reading: tokio::sync::Mutex::new(()),
+                group_names_generation: Default::default(),
             })
         });
         Directory {
             backend: Box::new(backend),
             caches,
             follower: Mutex::new(None),
+            rule_groups: Vec::new(),
         }
+    }
+
+    /// The group names the policy's rules use (DN references are left out:
+    /// they name one entry already). Each is settled to the one entry it
+    /// means before a user's groups are cached.
+    pub fn with_rule_groups<'a>(mut self, references: impl IntoIterator<Item = &'a str>) -> Directory {
+        let mut names: Vec<String> = references
+            .into_iter()
+            .filter(|r| !is_dn_reference(r))
+            .map(str::to_lowercase)
+            .collect();
+        names.sort();
+        names.dedup();
+        self.rule_groups = names;
+        self
     }
 
     /// Start following the directory's changes, when its settings ask for
@@ -319,7 +480,7 @@ impl Directory {
             // The static directory is the configuration itself: rebuilt.
             _ => false,
         };
-        caches_alike && self.backend.same_as(other.backend())
+        caches_alike && self.rule_groups == other.rule_groups && self.backend.same_as(other.backend())
     }
 
     /// A reload with other directory settings: the new directory takes the
@@ -387,7 +548,98 @@ impl Directory {
                 "{key} found {}, which is not its own entry (the server folds what gatehouse compares exactly)",
                 u.entry.dn
             ))),
-            found => Ok(found),
+            Some(u) => self.settle_group_names(u).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The user's groups with each rule's group name meaning the one entry
+    /// of that name in the directory ([`Memberships::settled`]), before the
+    /// answer is cached. What the names mean is read once per `ttl` (and
+    /// again when the follower sees a change to it, or when a user is in a
+    /// group of such a name that the reading does not list, at most every
+    /// few seconds); while it cannot be read, the last reading is used.
+    async fn settle_group_names(
+        &self,
+        user: Arc<ResolvedUser>,
+    ) -> Result<Arc<ResolvedUser>, DirectoryUnavailable> {
+        /// How old a reading must be before a suspect membership reads again.
+        const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+        let Some(caches) = &self.caches else {
+            return Ok(user);
+        };
+        if self.rule_groups.is_empty() || user.groups.is_empty() {
+            return Ok(user);
+        }
+        let Some((read_at, index)) = self.group_names(caches, None).await? else {
+            return Ok(user);
+        };
+        let mut settled = user
+            .groups
+            .settled(&index)
+            .map_err(DirectoryUnavailable::permanent)?;
+        if settled.suspect && read_at.elapsed() >= REREAD_AFTER {
+            if let Some((_, index)) = self.group_names(caches, Some(read_at)).await? {
+                settled = user
+                    .groups
+                    .settled(&index)
+                    .map_err(DirectoryUnavailable::permanent)?;
+            }
+        }
+        Ok(Arc::new(ResolvedUser {
+            entry: user.entry.clone(),
+            groups: settled.groups,
+        }))
+    }
+
+    /// What the rule's group names mean, and when that was read: the kept
+    /// reading while younger than `ttl` and not older than `older_than`,
+    /// else a new one. `None`: the backend's names are unique by
+    /// construction.
+    async fn group_names(
+        &self,
+        caches: &Caches,
+        older_than: Option<Instant>,
+    ) -> Result<Option<(Instant, Arc<GroupNames>)>, DirectoryUnavailable> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ttl = caches.users.settings().ttl;
+        let kept = || {
+            let stored = caches.group_names.lock().unwrap_or_else(|e| e.into_inner());
+            stored.clone()
+        };
+        let fresh = |r: &Option<(Instant, Arc<GroupNames>)>| {
+            r.as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < ttl && older_than.is_none_or(|o| *at > o))
+        };
+        let before = kept();
+        if fresh(&before) {
+            return Ok(before);
+        }
+        let _reading = caches.group_names_reading.lock().await;
+        // Another lookup may have read them while this one waited.
+        let before = kept();
+        if fresh(&before) {
+            return Ok(before);
+        }
+        let generation = caches.group_names_generation.load(Relaxed);
+        let read_at = Instant::now();
+        match self.backend.groups_named(&self.rule_groups).get().await {
+            Ok(None) => Ok(None),
+            Ok(Some(index)) => {
+                let index = Arc::new(index);
+                let mut stored = caches.group_names.lock().unwrap_or_else(|e| e.into_inner());
+                if caches.group_names_generation.load(Relaxed) == generation {
+                    *stored = Some((read_at, index.clone()));
+                }
+                Ok(Some((read_at, index)))
+            }
+            Err(e) => match before {
+                Some(kept) => {
+                    tracing::warn!(error = %e, "reading what the rules' group names mean failed: the last reading is used");
+                    Ok(Some(kept))
+                }
+                None => Err(e),
+            },
         }
     }
 
@@ -450,5 +702,91 @@ impl Directory {
     /// Cache counters as `hits misses queries errors stale_served`, for the logs.
     pub fn counters(&self) -> Option<[u64; 5]> {
         self.caches.as_ref().map(|c| c.users.counters.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RELAY: &str = "cn=Relay,ou=groups,dc=x";
+    const RELAY_ELSEWHERE: &str = "cn=Relay,ou=projects,dc=x";
+
+    fn names(entries: &[(&str, &[&str])]) -> GroupNames {
+        GroupNames {
+            entries: entries
+                .iter()
+                .map(|(n, dns)| (n.to_string(), dns.iter().map(|d| d.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    fn groups_of(dns: &[(&str, &str)]) -> Memberships {
+        let mut m = Memberships::default();
+        for (dn, name) in dns {
+            m.insert_group(dn, name, Arc::from(vec!["bob".to_string(), name.to_string()]));
+        }
+        m
+    }
+
+    #[test]
+    fn a_name_means_the_one_entry_the_directory_has_under_it() {
+        let index = names(&[("relay", &[RELAY])]);
+        // Found by the membership search under another of its names (a
+        // multi-valued cn), spelled as the server stores it.
+        let m = groups_of(&[("CN=Relay, OU=Groups,DC=x", "Outbound")]);
+        let s = m.settled(&index).unwrap();
+        assert!(s.groups.contains("Relay") && !s.suspect);
+        assert!(s.groups.contains(RELAY), "by DN too");
+    }
+
+    #[test]
+    fn a_group_elsewhere_with_the_same_name_grants_nothing() {
+        let index = names(&[("relay", &[RELAY])]);
+        let m = groups_of(&[(RELAY_ELSEWHERE, "Relay")]);
+        assert!(m.contains("relay"), "before settling, the name alone matched");
+        let s = m.settled(&index).unwrap();
+        assert!(!s.groups.contains("relay"));
+        assert!(s.suspect, "worth reading the names again: the group may be new");
+        // A name the directory does not have at all: nobody is its member.
+        let s = m.settled(&names(&[("relay", &[])])).unwrap();
+        assert!(!s.groups.contains("relay"));
+    }
+
+    #[test]
+    fn a_name_meaning_several_entries_is_undecidable_for_their_members_only() {
+        let index = names(&[("relay", &[RELAY, RELAY_ELSEWHERE])]);
+        for member_of in [RELAY, RELAY_ELSEWHERE] {
+            let e = groups_of(&[(member_of, "Relay")]).settled(&index).unwrap_err();
+            assert!(
+                e.contains(RELAY) && e.contains(RELAY_ELSEWHERE) && e.contains("by DN"),
+                "{e}"
+            );
+        }
+        let outsider = groups_of(&[("cn=Other,dc=x", "Other")]).settled(&index).unwrap();
+        assert!(!outsider.groups.contains("relay") && outsider.groups.contains("other"));
+    }
+
+    #[test]
+    fn a_name_spelled_like_a_dn_is_not_that_dn() {
+        // Someone who may create groups names one after the rule's DN.
+        let m = groups_of(&[("cn=evil,ou=projects,dc=x", RELAY)]);
+        assert!(m.path_to(RELAY).is_none());
+        assert!(m.path_to("cn=evil,ou=projects,dc=x").is_some());
+        assert!(m.path_to("CN=Evil, OU=Projects, DC=x").is_some());
+    }
+
+    #[test]
+    fn changes_to_a_named_group_or_its_name_are_what_forget_the_names() {
+        let index = names(&[("relay", &[RELAY])]);
+        assert!(
+            index.affected_by("cn=relay, ou=groups,dc=x", &["outbound".into()]),
+            "renamed away"
+        );
+        assert!(
+            index.affected_by("cn=new,ou=projects,dc=x", &["relay".into()]),
+            "a new one"
+        );
+        assert!(!index.affected_by("cn=other,ou=groups,dc=x", &["other".into()]));
     }
 }

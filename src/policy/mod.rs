@@ -226,6 +226,33 @@ pub enum MtaView {
 }
 
 impl Policy {
+    /// Every group the rules name (by name or DN), with where it is used.
+    pub fn group_references(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for l in self.listeners.iter().chain(self.default_listener.iter()) {
+            for (what, list) in [
+                ("submit.allow_groups", &l.submit.allow_groups),
+                ("submit.deny_groups", &l.submit.deny_groups),
+                ("relay.allow_groups", &l.relay.allow_groups),
+                ("relay.deny_groups", &l.relay.deny_groups),
+            ] {
+                for g in list {
+                    out.push((g.clone(), format!("listener {:?} {what}", l.name)));
+                }
+            }
+        }
+        for r in self.recipients.values() {
+            for (what, list) in [("accept_from", &r.accept_from), ("reject_from", &r.reject_from)] {
+                for s in list {
+                    if let SenderRef::Group(g) = s {
+                        out.push((g.clone(), format!("recipient {} {what}", r.address)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Local: a valid, unrouted mailbox in a local domain. A bare local part
     /// is local only when no default domain completes it (the MTA then
     /// delivers it here); routed addresses are never local.

@@ -464,20 +464,7 @@ mod tests {
     use crate::policy::{DomainPattern, ListenerMatch, Replies};
 
     fn user(login: &str, addresses: &[&str], groups: &[&str]) -> Arc<ResolvedUser> {
-        let mut m = Memberships::default();
-        for g in groups {
-            m.insert(g, Arc::from(vec![login.to_string(), g.to_string()]));
-        }
-        Arc::new(ResolvedUser {
-            entry: UserEntry {
-                login: login.into(),
-                dn: format!("uid={login}"),
-                addresses: addresses.iter().map(|a| a.to_string()).collect(),
-                member_of: vec![],
-                ..Default::default()
-            },
-            groups: m,
-        })
+        ResolvedUser::for_test(login, &format!("uid={login}"), addresses, groups)
     }
 
     fn authenticated(u: Arc<ResolvedUser>) -> Subject {

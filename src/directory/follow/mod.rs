@@ -20,7 +20,6 @@
 mod syncrepl;
 mod usn;
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use super::ldap::LdapBackend;
-use super::{Backend, Caches};
+use super::{dn_key, Backend, Caches};
 
 /// `follow_changes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -71,34 +70,6 @@ impl Change {
     pub fn member_keys(&self) -> HashSet<String> {
         self.members.iter().map(|d| dn_key(d).into_owned()).collect()
     }
-}
-
-/// A DN as compared here: lower case, no spaces around `,` and `=` (servers
-/// return the spelling they store; memberOf values and change notices may
-/// differ in exactly that).
-pub fn dn_key(dn: &str) -> Cow<'_, str> {
-    // uniqueMember's optional `#'0101'B` UID is not part of the DN.
-    let dn = match dn.rfind("#'") {
-        Some(i) if dn.ends_with("'B") => &dn[..i],
-        _ => dn,
-    };
-    if !dn.contains(' ') && !dn.chars().any(char::is_uppercase) {
-        return Cow::Borrowed(dn);
-    }
-    let lower = dn.to_lowercase();
-    let mut out = String::with_capacity(lower.len());
-    for part in lower.split(',') {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        let (attr, value) = part.split_once('=').unwrap_or((part, ""));
-        out.push_str(attr.trim());
-        if part.contains('=') {
-            out.push('=');
-            out.push_str(value.trim());
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// The subtrees a backend's follower watches: `base_dn`, and
@@ -307,23 +278,15 @@ impl Task {
 mod tests {
     use super::*;
     use crate::directory::cache::{Cache, CacheSettings, Following};
-    use crate::directory::{Memberships, ResolvedUser, UserEntry, UserKey};
+    use crate::directory::{ResolvedUser, UserKey};
     use std::time::Instant;
 
     fn resolved(login: &str, groups: &[&str]) -> Arc<ResolvedUser> {
-        let mut m = Memberships::default();
-        for g in groups {
-            m.insert(g, Arc::from(vec![login.to_string(), g.to_string()]));
-        }
-        Arc::new(ResolvedUser {
-            entry: UserEntry {
-                login: login.into(),
-                dn: format!("uid={login},ou=people,dc=x"),
-                addresses: vec![format!("{login}@x.example")],
-                ..Default::default()
-            },
-            groups: m,
-        })
+        let (dn, address) = (
+            format!("uid={login},ou=people,dc=x"),
+            format!("{login}@x.example"),
+        );
+        ResolvedUser::for_test(login, &dn, &[&address], groups)
     }
 
     async fn caches_with(users: &[(&str, &[&str])]) -> Caches {
@@ -334,6 +297,9 @@ mod tests {
             following,
             changes_followed: Default::default(),
             flushes: Default::default(),
+            group_names: Default::default(),
+            group_names_reading: Default::default(),
+            group_names_generation: Default::default(),
         };
         for (login, groups) in users {
             let u = resolved(login, groups);
@@ -429,22 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn dn_keys_ignore_case_and_spaces_around_separators() {
-        assert_eq!(
-            dn_key("cn=relay,ou=groups,dc=example,dc=com"),
-            "cn=relay,ou=groups,dc=example,dc=com"
-        );
-        assert_eq!(
-            dn_key("CN=Relay, OU=Groups,DC=Example, DC=com"),
-            "cn=relay,ou=groups,dc=example,dc=com"
-        );
-        assert_eq!(
-            dn_key("uid=bob,ou=people,dc=example,dc=com#'0101'B"),
-            "uid=bob,ou=people,dc=example,dc=com"
-        );
-    }
-
-    #[test]
     fn following_is_up_only_while_every_subtree_is() {
         let f = crate::directory::cache::Following::new(2);
         assert!(f.since().is_none());
@@ -454,5 +404,44 @@ mod tests {
         assert!(f.since().is_some());
         f.set(0, false);
         assert!(f.since().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_to_what_a_rule_group_name_means_forgets_the_reading() {
+        let c = caches_with(&[]).await;
+        let read = || {
+            let mut index = crate::directory::GroupNames::default();
+            index.entries.insert("relay".into(), vec![RELAY.into()]);
+            *c.group_names.lock().unwrap() = Some((Instant::now(), Arc::new(index)));
+        };
+        let kept = || c.group_names.lock().unwrap().is_some();
+        read();
+        c.apply(&Change {
+            dn: "cn=other,ou=groups,dc=x".into(),
+            names: vec!["other".into()],
+            ..Change::default()
+        });
+        assert!(kept(), "another group");
+        for change in [
+            // A second group of that name.
+            Change {
+                dn: "cn=relay,ou=projects,dc=x".into(),
+                names: vec!["relay".into()],
+                ..Change::default()
+            },
+            // The group itself, renamed (or deleted: no names).
+            Change {
+                dn: "CN=Relay, OU=groups, DC=x".into(),
+                names: vec!["outbound".into()],
+                ..Change::default()
+            },
+        ] {
+            read();
+            c.apply(&change);
+            assert!(!kept(), "{change:?}");
+        }
+        read();
+        c.flush();
+        assert!(!kept(), "a gap");
     }
 }
