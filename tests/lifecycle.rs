@@ -306,3 +306,47 @@ async fn a_session_no_listener_matches_gets_4xx_and_a_log_line_with_the_macros()
     let log = g.wait_for_log("no listener matches", Duration::from_secs(5));
     assert!(log.contains("{daemon_name}"), "the macros seen are named: {log}");
 }
+
+#[tokio::test]
+async fn a_log_reader_that_goes_away_does_not_stop_the_daemon() {
+    // stderr is a pipe whose reader leaves (a journal restarted, `| head`):
+    // each line is then lost, and gatehouse keeps serving. (It used to die
+    // on the first line it could not write.)
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("g.sock");
+    let listen = format!("unix:{}", sock.display());
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, example_config(&listen, "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited before listening"
+        );
+    }
+    drop(stderr);
+    let endpoint = Endpoint::parse(&listen).unwrap();
+    // Each refusal is a log line nobody reads.
+    for _ in 0..3 {
+        let mut c = session(&endpoint, "bridgehead", "203.0.113.9").await;
+        common::assert_relay_refused(&mut c, "someone@partner.example").await;
+    }
+    assert!(child.try_wait().unwrap().is_none(), "gatehouse died");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+    assert!(child.wait().unwrap().success());
+}

@@ -45,7 +45,7 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
-    fn listen(&self) -> ListenSettings {
+    pub fn listen(&self) -> ListenSettings {
         ListenSettings {
             endpoints: self.endpoints.clone(),
             socket_mode: self.socket_mode,
@@ -112,9 +112,12 @@ impl Drop for UnixSocketGuard {
     }
 }
 
+/// Every endpoint of one service, bound and not yet accepting.
+pub struct Listeners(Vec<(Endpoint, BoundListener)>);
+
 /// Bind every endpoint; fail if any cannot be bound, so a typo is not a silent
 /// half-configured server.
-async fn bind(settings: &ListenSettings) -> io::Result<Vec<(Endpoint, BoundListener)>> {
+pub async fn bind(settings: &ListenSettings) -> io::Result<Listeners> {
     let mut out = Vec::new();
     for endpoint in &settings.endpoints {
         let listener = match endpoint {
@@ -134,7 +137,7 @@ async fn bind(settings: &ListenSettings) -> io::Result<Vec<(Endpoint, BoundListe
         };
         out.push((endpoint.clone(), listener));
     }
-    Ok(out)
+    Ok(Listeners(out))
 }
 
 /// A socket file left by a crashed gatehouse is replaced; a live one (someone
@@ -167,6 +170,19 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let listeners = bind(&settings.listen()).await?;
+    serve_milter_on(listeners, settings, handler, shutdown).await;
+    Ok(())
+}
+
+/// Serve the milter on listeners already bound (the daemon binds every
+/// service's first, then tells the service manager it is ready).
+pub async fn serve_milter_on<H: Handler>(
+    listeners: Listeners,
+    settings: ServerSettings,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
     let listen = settings.listen();
     let wanted = wanted_names(&handler.macro_request());
     let service = MilterService {
@@ -174,7 +190,7 @@ pub async fn serve<H: Handler>(
         settings,
         wanted,
     };
-    serve_service(listen, Arc::new(service), shutdown).await
+    serve_on(listeners, listen, Arc::new(service), shutdown).await
 }
 
 /// Serve `service` on every endpoint until `shutdown` completes, then
@@ -185,11 +201,23 @@ pub async fn serve_service<S: Service>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let listeners = bind(&settings).await?;
+    serve_on(listeners, settings, service, shutdown).await;
+    Ok(())
+}
+
+/// Serve `service` on listeners already bound until `shutdown` completes,
+/// then drain its sessions.
+pub async fn serve_on<S: Service>(
+    listeners: Listeners,
+    settings: ListenSettings,
+    service: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limit = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let settings = Arc::new(settings);
     let mut accept_tasks = Vec::new();
-    for (endpoint, listener) in listeners {
+    for (endpoint, listener) in listeners.0 {
         match &listener {
             // The address bound, which differs for port 0 (tests, or an
             // admin letting the kernel choose).
@@ -227,7 +255,6 @@ pub async fn serve_service<S: Service>(
             ),
         }
     }
-    Ok(())
 }
 
 static CONNECTION_ID: AtomicU64 = AtomicU64::new(1);

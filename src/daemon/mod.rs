@@ -1,5 +1,8 @@
 //! The daemon's lifecycle: logging, the runtime, serving until a stop
-//! signal, reloading on SIGHUP, the periodic cache counters.
+//! signal, reloading on SIGHUP, the periodic cache counters, and what the
+//! service manager is told of it ([`notify`]).
+
+mod notify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +17,15 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gatehouse={}", config.log.level)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log line that cannot be written is lost, and that is all: by
+    // default the subscriber would report it with eprintln!, which panics
+    // when stderr itself is the broken pipe (a journal or a log reader
+    // gone), and a milter that dies tempfails every message.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_target(false).init(),
@@ -74,24 +82,36 @@ pub fn run(config: Config) -> ExitCode {
         };
         tokio::spawn(async move {
             shutdown_signal().await;
+            notify::stopping();
             let _ = stop.send(true);
         });
-        let milter = crate::server::serve(config.server.clone(), enforcer.clone(), until_stopped());
+        // Every listener bound before anything is served or reported ready:
+        // either failing to bind stops the daemon (a listener the admin
+        // configured and the MTA cannot reach is not a half-working server).
+        let milter_listeners = crate::server::bind(&config.server.listen()).await?;
+        let delegation_listeners = match &config.policy_service {
+            Some(settings) => Some(crate::server::bind(&settings.listen).await?),
+            None => None,
+        };
+        notify::ready(&enforcer);
+        tokio::spawn(notify::watchdog());
+        let milter = crate::server::serve_milter_on(
+            milter_listeners,
+            config.server.clone(),
+            enforcer.clone(),
+            until_stopped(),
+        );
         let delegation = async {
-            match config.policy_service.clone() {
-                Some(settings) => {
-                    let service = crate::policy_delegation::PolicyService {
-                        delegate: enforcer.clone(),
-                        settings: settings.clone(),
-                    };
-                    crate::server::serve_service(settings.listen, Arc::new(service), until_stopped()).await
-                }
-                None => Ok(()),
+            if let (Some(listeners), Some(settings)) = (delegation_listeners, config.policy_service.clone()) {
+                let service = crate::policy_delegation::PolicyService {
+                    delegate: enforcer.clone(),
+                    settings: settings.clone(),
+                };
+                crate::server::serve_on(listeners, settings.listen, Arc::new(service), until_stopped()).await
             }
         };
-        // Either failing to bind stops the daemon: a listener the admin
-        // configured and the MTA cannot reach is not a half-working server.
-        tokio::try_join!(milter, delegation).map(|_| ())
+        tokio::join!(milter, delegation);
+        Ok::<(), std::io::Error>(())
     });
     match result {
         Ok(()) => {
@@ -160,6 +180,7 @@ async fn reload_on_sighup(
         return;
     };
     while hup.recv().await.is_some() {
+        notify::reloading();
         let old = enforcer.snapshot().policy.version;
         // Loaded and its directory built (password file, CA) before anything
         // is reported or applied: a refused reload is one line, nothing else.
@@ -193,6 +214,7 @@ async fn reload_on_sighup(
                     directory,
                 });
                 tracing::info!(config_version = version, previous = old, "configuration reloaded");
+                notify::reloaded(&enforcer, None);
             }
             Err(e) => {
                 // One event, one line: the parser's message has a snippet over several.
@@ -203,7 +225,8 @@ async fn reload_on_sighup(
                     .filter(|l| !l.is_empty())
                     .collect::<Vec<_>>()
                     .join(" ");
-                tracing::error!(error = %error, config_version = old, "reload refused; the running configuration stays")
+                tracing::error!(error = %error, config_version = old, "reload refused; the running configuration stays");
+                notify::reloaded(&enforcer, Some(&error));
             }
         }
     }
