@@ -191,6 +191,17 @@ fn cross_field_errors_name_the_table() {
             "is not an address",
         ),
         ("login = \"carol\"", "login = \"alice\"", "used twice"),
+        // Rules read a name with `=` and `,` as a DN: it would never hold.
+        (
+            "name = \"All Staff\"",
+            "name = \"cn=All Staff,ou=groups\"",
+            "rules read it as a DN",
+        ),
+        (
+            "groups = [\"Contractors\", \"Internet Mail Users\", \"Mail Senders\"]",
+            "groups = [\"cn=Contractors,ou=groups\"]",
+            "rules read it as a DN",
+        ),
         // A typo in a member leaves the intended person out of the group.
         (
             "members = [\"group:Full-Time Employees\", \"user:carol\"]",

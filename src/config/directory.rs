@@ -16,7 +16,7 @@ use super::ConfigError;
 use crate::directory::ldap::{
     is_attribute_name, LdapBackend, LdapSettings, Membership, RestrictionAttributes,
 };
-use crate::directory::{CacheSettings, Directory, StaticDirectory, StaticGroup, StaticUser};
+use crate::directory::{is_dn_reference, CacheSettings, Directory, StaticDirectory, StaticGroup, StaticUser};
 use toml::Spanned;
 
 /// `[directory]`, validated.
@@ -192,6 +192,9 @@ fn static_users(cx: &Context, raw: Vec<Spanned<raw::RawUser>>) -> Result<Vec<Sta
             }
             addrs.push(parsed.to_string());
         }
+        if let Some(g) = u.groups.iter().find(|g| is_dn_reference(g)) {
+            return Err(cx.at(span, dn_like_group(g)));
+        }
         users.push(StaticUser {
             login: u.login,
             addresses: addrs,
@@ -199,6 +202,12 @@ fn static_users(cx: &Context, raw: Vec<Spanned<raw::RawUser>>) -> Result<Vec<Sta
         });
     }
     Ok(users)
+}
+
+/// A static group named like a DN: rules would look it up as a DN, which
+/// the static directory has none of, so no rule naming it would ever hold.
+fn dn_like_group(name: &str) -> String {
+    format!("directory: group name {name:?} has `=` and `,`, so rules read it as a DN; static groups are named, not DNs")
 }
 
 /// The groups, each with the span of its table.
@@ -217,6 +226,9 @@ fn static_groups(
                 span,
                 format!("directory.groups: name {:?} is empty or used twice", g.name),
             ));
+        }
+        if is_dn_reference(&g.name) {
+            return Err(cx.at(span, dn_like_group(&g.name)));
         }
         for member in &g.members {
             let ok = member

@@ -10,39 +10,67 @@ pub fn is_dn_reference(reference: &str) -> bool {
     reference.contains('=') && reference.contains(',')
 }
 
-/// A DN as compared here: lower case, no blanks around the `,` and `=` that
-/// separate RDNs and attribute from value (servers return the spelling they
-/// store; memberOf values and change notices may differ in exactly that),
-/// escaped characters (`\,` `\ `) kept as they are, and uniqueMember's
-/// optional `#'0101'B` UID dropped (it is not part of the DN). Hex escapes
-/// (`\2C` for `\,`) are not decoded: the two spellings compare unequal, so
-/// a group named one way is never taken for a group named the other.
+/// A DN as compared here: lower case, no blanks around the `,` `=` `+`
+/// that separate RDNs, attribute and value (servers return the spelling
+/// they store; memberOf values and change notices may differ in exactly
+/// that), every escape in one form (RFC 4514: `\2C` and `\,` are the same
+/// character; a value's special characters stay escaped, an escaped blank
+/// is a blank that counts), and uniqueMember's optional `#'0101'B` UID
+/// dropped (it is not part of the DN).
 pub fn dn_key(dn: &str) -> Cow<'_, str> {
     let dn = match dn.rfind("#'") {
         Some(i) if dn.ends_with("'B") => &dn[..i],
         _ => dn,
     };
-    if !dn.contains(' ') && !dn.chars().any(char::is_uppercase) {
+    if dn
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b' ' && b != b'\\')
+    {
         return Cow::Borrowed(dn);
     }
-    let mut out = String::with_capacity(dn.len());
-    // Blanks are written only once something other than a separator
-    // follows them, and never right after a separator.
-    let (mut blanks, mut after_separator, mut escaped) = (0, true, false);
-    for c in dn.chars() {
-        if !escaped && matches!(c, ',' | '=' | '+') {
-            out.push(c);
-            (blanks, after_separator) = (0, true);
-        } else if !escaped && c == ' ' {
-            blanks += usize::from(!after_separator);
-        } else {
-            out.extend(std::iter::repeat_n(' ', blanks));
-            out.extend(c.to_lowercase());
-            (blanks, after_separator) = (0, false);
-            escaped = !escaped && c == '\\';
+    let bytes = dn.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Blanks are written only once a value's content follows them, and
+    // never right after a separator.
+    let (mut blanks, mut after_separator) = (0usize, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\\' if i + 1 < bytes.len() => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                let (value, len) = match hex {
+                    Some(v) => (v, 3),
+                    None => (bytes[i + 1], 2),
+                };
+                push_content(&mut out, &mut blanks, &mut after_separator, value, true);
+                i += len;
+                continue;
+            }
+            b',' | b'=' | b'+' => {
+                out.push(b);
+                (blanks, after_separator) = (0, true);
+            }
+            b' ' => blanks += usize::from(!after_separator),
+            _ => push_content(&mut out, &mut blanks, &mut after_separator, b, false),
         }
+        i += 1;
     }
-    Cow::Owned(out)
+    Cow::Owned(String::from_utf8_lossy(&out).to_lowercase())
+}
+
+/// One byte of a value, after the blanks held back before it; a special
+/// character that was escaped stays escaped (it is not a separator).
+fn push_content(out: &mut Vec<u8>, blanks: &mut usize, after_separator: &mut bool, b: u8, escaped: bool) {
+    out.extend(std::iter::repeat_n(b' ', *blanks));
+    (*blanks, *after_separator) = (0, false);
+    if escaped && b"\\,=+\"<>;#".contains(&b) {
+        out.push(b'\\');
+    }
+    out.push(b);
 }
 
 #[cfg(test)]
@@ -64,6 +92,17 @@ mod tests {
             dn_key("uid=bob,ou=people,dc=example,dc=com#'0101'B"),
             "uid=bob,ou=people,dc=example,dc=com"
         );
+    }
+
+    #[test]
+    fn every_escape_of_a_character_is_one_key() {
+        // RFC 4514: a character may be escaped by itself or in hex.
+        assert_eq!(dn_key("cn=Smith\\2C John,dc=x"), dn_key("cn=Smith\\, John,dc=x"));
+        assert_eq!(dn_key("cn=\\C3\\84rzte,dc=x"), dn_key("cn=Ärzte,dc=x"));
+        assert_eq!(dn_key("cn=a\\ b,dc=x"), dn_key("cn=a b,dc=x"));
+        assert_eq!(dn_key("cn=a\\2Bb,dc=x"), "cn=a\\+b,dc=x");
+        // Title case letters are lowered too (not only "uppercase" ones).
+        assert_eq!(dn_key("cn=ǅ,dc=x"), "cn=ǆ,dc=x");
     }
 
     #[test]

@@ -1219,6 +1219,13 @@ impl LdapBackend {
             )));
         }
         self.verify_following(&mut findings).await;
+        if groups.iter().any(|g| !super::is_dn_reference(&g.name))
+            && super::dn_key(&self.settings.group_base_dn) == super::dn_key(&self.settings.base_dn)
+        {
+            findings.push(Finding::Note(
+                "rules name groups by name and group_base_dn is base_dn: a group created anywhere under it with a rule group's name makes that name ambiguous, and its members' decisions tempfail; set group_base_dn to where the groups live, or name them by DN".into(),
+            ));
+        }
         let mut seen = HashSet::new();
         for g in groups {
             if !seen.insert(g.name.to_lowercase()) {
@@ -1235,6 +1242,12 @@ impl LdapBackend {
                     dns.len(),
                     dns.join("; ")
                 )),
+                Ok(dns) if super::is_dn_reference(name) && super::dn_key(name) != super::dn_key(&dns[0]) => {
+                    Finding::Error(format!(
+                        "group {name:?} ({used}): the server spells this entry {:?}, which gatehouse does not take for the same DN (an attribute alias, another case of a non-ASCII letter); write the DN as the server returns it",
+                        dns[0]
+                    ))
+                }
                 Ok(dns) if self.settings.membership == Membership::AdTokenGroups
                     && !self.is_security_group(&dns[0]).await? =>
                 {

@@ -72,6 +72,8 @@ pub const UNKNOWN_CHAIN: &str = "…";
 pub struct Memberships {
     by_name: HashMap<String, Arc<[String]>>,
     by_dn: HashMap<String, Arc<[String]>>,
+    /// Rule group names that cannot be decided for this user, and why.
+    undecidable: HashMap<String, String>,
 }
 
 impl Memberships {
@@ -136,16 +138,26 @@ impl Memberships {
         self.by_dn.keys().map(String::as_str)
     }
 
+    /// Why rules naming `group` cannot be decided for this user, if they
+    /// cannot (see [`Memberships::settled`]): such a rule answers tempfail.
+    pub fn undecidable(&self, group: &str) -> Option<&str> {
+        if self.undecidable.is_empty() || is_dn_reference(group) {
+            return None;
+        }
+        self.undecidable.get(&group.to_lowercase()).map(String::as_str)
+    }
+
     /// The same memberships with each name the rules use meaning the one
     /// entry the directory has under that name (`names`, from
     /// [`Backend::groups_named`]): a member by name only through that
     /// entry's DN, whatever name the membership search found it under. A
     /// group elsewhere with the same name (created where someone may
-    /// create groups) grants nothing. When a name means several entries and
-    /// the user is in one of them, no rule naming it can be decided:
-    /// `Err`, answered tempfail. `suspect`: the user is in a group of that
-    /// name the index does not list (the index may be older than the group).
-    pub fn settled(&self, names: &GroupNames) -> Result<Settled, String> {
+    /// create groups) grants nothing. Rules naming it cannot be decided
+    /// (tempfail) for a user who is in one of several entries of that name,
+    /// or in a group of that name while the directory has none under
+    /// `group_base_dn`. `suspect`: the user is in a group of that name the
+    /// reading does not list (it may be older than the group).
+    pub fn settled(&self, names: &GroupNames) -> Settled {
         let mut out = self.clone();
         let mut suspect = false;
         for (name, dns) in &names.entries {
@@ -153,21 +165,32 @@ impl Memberships {
                 .iter()
                 .filter_map(|dn| self.by_dn.get(&*dn_key(dn)).map(|p| (dn, p)))
                 .collect();
+            let same_name_elsewhere = reached.is_empty() && self.by_name.contains_key(name);
+            suspect |= same_name_elsewhere;
+            out.by_name.remove(name);
             if dns.len() > 1 && !reached.is_empty() {
-                return Err(format!(
-                    "group name {name:?} means {} entries ({}), and this user is in {}: rules naming it cannot tell which is meant (name the group by DN)",
-                    dns.len(),
-                    dns.join("; "),
-                    reached.iter().map(|(dn, _)| dn.as_str()).collect::<Vec<_>>().join("; ")
-                ));
+                let mine: Vec<&str> = reached.iter().map(|(dn, _)| dn.as_str()).collect();
+                out.undecidable.insert(
+                    name.clone(),
+                    format!(
+                        "group name {name:?} means {} entries ({}) and this user is in {}: which one the rules mean cannot be told (name the group by DN)",
+                        dns.len(),
+                        dns.join("; "),
+                        mine.join("; ")
+                    ),
+                );
+            } else if dns.is_empty() && same_name_elsewhere {
+                out.undecidable.insert(
+                    name.clone(),
+                    format!(
+                        "no group named {name:?} under group_base_dn, but this user is in one elsewhere (set group_base_dn, or name the group by DN)"
+                    ),
+                );
+            } else if let Some((_, path)) = reached.first() {
+                out.by_name.insert(name.clone(), Arc::clone(path));
             }
-            suspect |= reached.is_empty() && self.by_name.contains_key(name);
-            match reached.first() {
-                Some((_, path)) => out.by_name.insert(name.clone(), Arc::clone(path)),
-                None => out.by_name.remove(name),
-            };
         }
-        Ok(Settled { groups: out, suspect })
+        Settled { groups: out, suspect }
     }
 }
 
@@ -186,13 +209,26 @@ pub struct GroupNames {
 }
 
 impl GroupNames {
-    /// Whether a change to the entry `dn`, now named `names`, can change
-    /// what a name means.
+    /// Whether a change to the entry `dn`, now named `names` (none: it was
+    /// deleted), changes what a name means: a new entry under it, or one
+    /// of its entries renamed or deleted. A membership change of one of
+    /// them (still under its name) does not.
     pub fn affected_by(&self, dn: &str, names: &[String]) -> bool {
         let dn = dn_key(dn);
         self.entries.iter().any(|(name, dns)| {
-            names.iter().any(|n| n.eq_ignore_ascii_case(name)) || dns.iter().any(|d| dn_key(d) == dn)
+            let listed = dns.iter().any(|d| dn_key(d) == dn);
+            let named = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+            listed != named
         })
+    }
+
+    /// Every entry's DN, as [`dn_key`]s.
+    fn dn_keys(&self) -> std::collections::HashSet<String> {
+        self.entries
+            .values()
+            .flatten()
+            .map(|d| dn_key(d).into_owned())
+            .collect()
     }
 }
 
@@ -206,10 +242,15 @@ pub struct ResolvedUser {
 #[cfg(test)]
 impl ResolvedUser {
     /// A user for unit tests, in `groups` given by name, or by DN (then
-    /// also known by its first RDN's value, as a directory group is).
+    /// also known by its first RDN's value, as a directory group is); a
+    /// name after `?` is one whose rules cannot be decided for the user.
     pub fn for_test(login: &str, dn: &str, addresses: &[&str], groups: &[&str]) -> Arc<ResolvedUser> {
         let mut m = Memberships::default();
         for g in groups {
+            if let Some(name) = g.strip_prefix('?') {
+                m.undecidable.insert(name.to_lowercase(), "two entries".into());
+                continue;
+            }
             let path: Arc<[String]> = Arc::from(vec![login.to_string(), g.to_string()]);
             if is_dn_reference(g) {
                 let name = g
@@ -310,8 +351,6 @@ pub struct Directory {
     /// The change follower's tasks, stopped with this directory (a reload
     /// that replaces it, the daemon's end).
     follower: Mutex<Option<follow::Follower>>,
-    /// The group names the rules use, lowercased, sorted.
-    rule_groups: Vec<String>,
 }
 
 pub(crate) struct Caches {
@@ -330,6 +369,9 @@ pub(crate) struct Caches {
     /// Bumped by every change that may alter what a name means: a reading
     /// that overlapped one is used once but not kept.
     group_names_generation: std::sync::atomic::AtomicU64,
+    /// The group names the rules use, lowercased, sorted (DN references
+    /// are not names: they mean one entry already).
+    rule_groups: Vec<String>,
 }
 
 impl Caches {
@@ -349,11 +391,19 @@ impl Caches {
         let dn = dn_key(&change.dn);
         let members = change.member_keys();
         let names = &change.names;
-        self.forget_group_names_if(|index| index.affected_by(&change.dn, names));
+        // What a rule's name meant changed: every member of what it meant
+        // (and of the changed entry) is settled again.
+        let resettle: std::collections::HashSet<String> = self
+            .forget_group_names(Some((&change.dn, names)))
+            .map(|old| old.dn_keys())
+            .unwrap_or_default();
         let users = self.users.invalidate(|_, value| match value {
             Ok(Some(u)) => {
                 let own = dn_key(&u.entry.dn);
                 let was = u.groups.dns().any(|g| g == dn);
+                if !resettle.is_empty() && (was || u.groups.dns().any(|g| resettle.contains(g))) {
+                    return true;
+                }
                 let now = members.contains(&*own)
                     || u.groups.dns().any(|g| members.contains(g))
                     || change
@@ -387,23 +437,32 @@ impl Caches {
         (users, recipients)
     }
 
-    /// Forget what the group names mean when `affected` says a change can
-    /// alter it (and while a reading is under way, whatever the change).
-    fn forget_group_names_if(&self, affected: impl Fn(&GroupNames) -> bool) {
+    /// Forget what the group names mean when a change to `dn` (now named
+    /// `names`; `None`: a gap, anything may have changed) alters it, and
+    /// say what was forgotten. While nothing is kept (a reading may be
+    /// under way), any change that could concern a rule's name counts.
+    fn forget_group_names(&self, change: Option<(&str, &[String])>) -> Option<Arc<GroupNames>> {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut stored = self.group_names.lock().unwrap_or_else(|e| e.into_inner());
-        let forget = stored.as_ref().is_none_or(|(_, index)| affected(index));
-        if forget {
-            *stored = None;
-            self.group_names_generation
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let forget = match (change, stored.as_ref()) {
+            (None, _) => true,
+            (Some((dn, names)), Some((_, index))) => index.affected_by(dn, names),
+            (Some((_, names)), None) => {
+                names.is_empty() || names.iter().any(|n| self.rule_groups.contains(n))
+            }
+        };
+        if !forget {
+            return None;
         }
+        self.group_names_generation.fetch_add(1, Relaxed);
+        stored.take().map(|(_, index)| index)
     }
 
     /// The follower missed changes it cannot name: nothing cached is served
     /// as fresh again; it still bridges an outage.
     pub(crate) fn flush(&self) -> usize {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.forget_group_names_if(|_| true);
+        self.forget_group_names(None);
         self.users.demote_all() + self.restrictions.demote_all()
     }
 }
@@ -422,13 +481,13 @@ impl Directory {
                 group_names: Mutex::new(None),
                 group_names_reading: tokio::sync::Mutex::new(()),
                 group_names_generation: Default::default(),
+                rule_groups: Vec::new(),
             })
         });
         Directory {
             backend: Box::new(backend),
             caches,
             follower: Mutex::new(None),
-            rule_groups: Vec::new(),
         }
     }
 
@@ -443,7 +502,10 @@ impl Directory {
             .collect();
         names.sort();
         names.dedup();
-        self.rule_groups = names;
+        // Before the directory is shared: the only reference.
+        if let Some(caches) = self.caches.as_mut().and_then(Arc::get_mut) {
+            caches.rule_groups = names;
+        }
         self
     }
 
@@ -476,11 +538,12 @@ impl Directory {
             (Some(a), Some(b)) => {
                 a.users.settings() == b.users.settings()
                     && a.restrictions.settings() == b.restrictions.settings()
+                    && a.rule_groups == b.rule_groups
             }
             // The static directory is the configuration itself: rebuilt.
             _ => false,
         };
-        caches_alike && self.rule_groups == other.rule_groups && self.backend.same_as(other.backend())
+        caches_alike && self.backend.same_as(other.backend())
     }
 
     /// A reload with other directory settings: the new directory takes the
@@ -488,7 +551,12 @@ impl Directory {
     /// the reload is still bridged after it.
     pub fn adopt_stale(&self, running: &Directory) {
         if let (Some(new), Some(old)) = (&self.caches, &running.caches) {
-            new.users.adopt_stale(&old.users);
+            // A user's groups were settled for the names the old rules
+            // used; for a name only the new rules use, an old answer still
+            // holds the raw name of any group anywhere, so none is adopted.
+            if new.rule_groups.iter().all(|n| old.rule_groups.contains(n)) {
+                new.users.adopt_stale(&old.users);
+            }
             new.restrictions.adopt_stale(&old.restrictions);
         }
     }
@@ -568,23 +636,20 @@ impl Directory {
         let Some(caches) = &self.caches else {
             return Ok(user);
         };
-        if self.rule_groups.is_empty() || user.groups.is_empty() {
+        if caches.rule_groups.is_empty() || user.groups.is_empty() {
             return Ok(user);
         }
         let Some((read_at, index)) = self.group_names(caches, None).await? else {
             return Ok(user);
         };
-        let mut settled = user
-            .groups
-            .settled(&index)
-            .map_err(DirectoryUnavailable::permanent)?;
+        let mut settled = user.groups.settled(&index);
         if settled.suspect && read_at.elapsed() >= REREAD_AFTER {
             if let Some((_, index)) = self.group_names(caches, Some(read_at)).await? {
-                settled = user
-                    .groups
-                    .settled(&index)
-                    .map_err(DirectoryUnavailable::permanent)?;
+                settled = user.groups.settled(&index);
             }
+        }
+        for why in settled.groups.undecidable.values() {
+            tracing::error!(login = %user.entry.login, reason = %why, "rules naming this group answer tempfail for this user until fixed");
         }
         Ok(Arc::new(ResolvedUser {
             entry: user.entry.clone(),
@@ -602,7 +667,8 @@ impl Directory {
         older_than: Option<Instant>,
     ) -> Result<Option<(Instant, Arc<GroupNames>)>, DirectoryUnavailable> {
         use std::sync::atomic::Ordering::Relaxed;
-        let ttl = caches.users.settings().ttl;
+        // At least a few seconds, even with ttl = 0: not N searches per lookup.
+        let ttl = caches.users.settings().ttl.max(std::time::Duration::from_secs(5));
         let kept = || {
             let stored = caches.group_names.lock().unwrap_or_else(|e| e.into_inner());
             stored.clone()
@@ -623,7 +689,7 @@ impl Directory {
         }
         let generation = caches.group_names_generation.load(Relaxed);
         let read_at = Instant::now();
-        match self.backend.groups_named(&self.rule_groups).get().await {
+        match self.backend.groups_named(&caches.rule_groups).get().await {
             Ok(None) => Ok(None),
             Ok(Some(index)) => {
                 let index = Arc::new(index);
@@ -735,7 +801,7 @@ mod tests {
         // Found by the membership search under another of its names (a
         // multi-valued cn), spelled as the server stores it.
         let m = groups_of(&[("CN=Relay, OU=Groups,DC=x", "Outbound")]);
-        let s = m.settled(&index).unwrap();
+        let s = m.settled(&index);
         assert!(s.groups.contains("Relay") && !s.suspect);
         assert!(s.groups.contains(RELAY), "by DN too");
     }
@@ -745,26 +811,42 @@ mod tests {
         let index = names(&[("relay", &[RELAY])]);
         let m = groups_of(&[(RELAY_ELSEWHERE, "Relay")]);
         assert!(m.contains("relay"), "before settling, the name alone matched");
-        let s = m.settled(&index).unwrap();
-        assert!(!s.groups.contains("relay"));
+        let s = m.settled(&index);
+        assert!(!s.groups.contains("relay") && s.groups.undecidable("relay").is_none());
         assert!(s.suspect, "worth reading the names again: the group may be new");
-        // A name the directory does not have at all: nobody is its member.
-        let s = m.settled(&names(&[("relay", &[])])).unwrap();
+    }
+
+    #[test]
+    fn a_name_with_no_entry_under_group_base_dn_is_undecidable_for_a_namesake_member() {
+        // The rule's group is not where group_base_dn says (a deny group
+        // among them): its namesake's members tempfail, nobody else does.
+        let index = names(&[("relay", &[])]);
+        let s = groups_of(&[(RELAY_ELSEWHERE, "Relay")]).settled(&index);
         assert!(!s.groups.contains("relay"));
+        let why = s.groups.undecidable("Relay").expect("undecidable");
+        assert!(why.contains("group_base_dn"), "{why}");
+        let other = groups_of(&[("cn=Other,dc=x", "Other")]).settled(&index);
+        assert!(other.groups.undecidable("relay").is_none());
     }
 
     #[test]
     fn a_name_meaning_several_entries_is_undecidable_for_their_members_only() {
         let index = names(&[("relay", &[RELAY, RELAY_ELSEWHERE])]);
         for member_of in [RELAY, RELAY_ELSEWHERE] {
-            let e = groups_of(&[(member_of, "Relay")]).settled(&index).unwrap_err();
+            let s = groups_of(&[(member_of, "Relay"), ("cn=Other,dc=x", "Other")]).settled(&index);
+            assert!(!s.groups.contains("relay"));
+            let why = s.groups.undecidable("relay").expect("undecidable");
             assert!(
-                e.contains(RELAY) && e.contains(RELAY_ELSEWHERE) && e.contains("by DN"),
-                "{e}"
+                why.contains(RELAY) && why.contains(RELAY_ELSEWHERE) && why.contains("by DN"),
+                "{why}"
             );
+            // Only that name: the user's other groups still count.
+            assert!(s.groups.contains("other") && s.groups.undecidable("other").is_none());
+            // By DN, each entry is still itself.
+            assert!(s.groups.contains(member_of));
         }
-        let outsider = groups_of(&[("cn=Other,dc=x", "Other")]).settled(&index).unwrap();
-        assert!(!outsider.groups.contains("relay") && outsider.groups.contains("other"));
+        let outsider = groups_of(&[("cn=Other,dc=x", "Other")]).settled(&index);
+        assert!(!outsider.groups.contains("relay") && outsider.groups.undecidable("relay").is_none());
     }
 
     #[test]
@@ -777,15 +859,20 @@ mod tests {
     }
 
     #[test]
-    fn changes_to_a_named_group_or_its_name_are_what_forget_the_names() {
+    fn what_a_name_means_changes_with_new_renamed_and_deleted_entries_only() {
         let index = names(&[("relay", &[RELAY])]);
         assert!(
             index.affected_by("cn=relay, ou=groups,dc=x", &["outbound".into()]),
             "renamed away"
         );
+        assert!(index.affected_by("cn=relay,ou=groups,dc=x", &[]), "deleted");
         assert!(
             index.affected_by("cn=new,ou=projects,dc=x", &["relay".into()]),
             "a new one"
+        );
+        assert!(
+            !index.affected_by("CN=Relay,ou=groups,dc=x", &["relay".into()]),
+            "a member added to it"
         );
         assert!(!index.affected_by("cn=other,ou=groups,dc=x", &["other".into()]));
     }

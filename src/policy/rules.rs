@@ -332,14 +332,52 @@ fn group_permission(
         Err(e) => return directory_error(policy, e.1, kind, name),
         Ok(u) => u.as_ref(),
     };
-    let member_path = |group: &String| user.and_then(|u| u.groups.path_to(group)).map(|p| p.to_vec());
-    if let Some(path) = rule.deny_groups.iter().find_map(member_path) {
-        return Err(decision(Action::Reject(kind), name, path));
+    // Deny beats allow; a deny group that cannot be decided is no pass.
+    let mut undecided = false;
+    for g in &rule.deny_groups {
+        match member_of(user, g) {
+            Match::Yes(path) => return Err(decision(Action::Reject(kind), name, path)),
+            Match::Undecidable => undecided = true,
+            Match::No => {}
+        }
     }
-    if rule.allow_groups.is_empty() || rule.allow_groups.iter().any(|g| member_path(g).is_some()) {
+    if undecided {
+        return directory_error(policy, Fault::Permanent, kind, name);
+    }
+    if rule.allow_groups.is_empty() {
         return Ok(());
     }
+    for g in &rule.allow_groups {
+        match member_of(user, g) {
+            Match::Yes(_) => return Ok(()),
+            Match::Undecidable => undecided = true,
+            Match::No => {}
+        }
+    }
+    if undecided {
+        return directory_error(policy, Fault::Permanent, kind, name);
+    }
     Err(reject(kind, name))
+}
+
+/// Whether a rule's reference covers the session, with the evidence path.
+enum Match {
+    Yes(Vec<String>),
+    No,
+    /// The directory has no single entry for the group's name that this
+    /// user's membership can be matched against: answered tempfail.
+    Undecidable,
+}
+
+fn member_of(user: Option<&Arc<ResolvedUser>>, group: &str) -> Match {
+    let Some(u) = user else { return Match::No };
+    if let Some(path) = u.groups.path_to(group) {
+        return Match::Yes(path.to_vec());
+    }
+    if u.groups.undecidable(group).is_some() {
+        return Match::Undecidable;
+    }
+    Match::No
 }
 
 /// A restricted recipient: require-auth, then reject_from, then accept_from.
@@ -376,22 +414,42 @@ fn restricted_recipient(
             None
         }
     };
+    let undecidable = |rule: &'static str| {
+        Err(decision(
+            Action::Tempfail(ReplyKind::DirectoryUnavailable),
+            rule,
+            Vec::new(),
+        ))
+    };
+    let mut undecided = false;
     for s in &r.reject_from {
-        if let Some(path) = matches_sender(policy, s, subject, user, sender, Claim::Honoured) {
-            return Err(decision(
-                Action::Reject(ReplyKind::RecipientNotAuthorized),
-                "recipient_reject_from",
-                path,
-            ));
+        match matches_sender(policy, s, subject, user, sender, Claim::Honoured) {
+            Match::Yes(path) => {
+                return Err(decision(
+                    Action::Reject(ReplyKind::RecipientNotAuthorized),
+                    "recipient_reject_from",
+                    path,
+                ))
+            }
+            Match::Undecidable => undecided = true,
+            Match::No => {}
         }
+    }
+    if undecided {
+        return undecidable("recipient_reject_from");
     }
     if r.accept_from.is_empty() {
         return Ok(decision(Action::Accept, "recipient_open", Vec::new()));
     }
     for s in &r.accept_from {
-        if let Some(path) = matches_sender(policy, s, subject, user, sender, Claim::ExternalOnly) {
-            return Ok(decision(Action::Accept, "recipient_accept_from", path));
+        match matches_sender(policy, s, subject, user, sender, Claim::ExternalOnly) {
+            Match::Yes(path) => return Ok(decision(Action::Accept, "recipient_accept_from", path)),
+            Match::Undecidable => undecided = true,
+            Match::No => {}
         }
+    }
+    if undecided {
+        return undecidable("recipient_accept_from");
     }
     Err(reject(ReplyKind::RecipientNotAuthorized, "recipient_accept_from"))
 }
@@ -413,15 +471,15 @@ fn matches_sender(
     user: Option<&Arc<ResolvedUser>>,
     sender: Option<&Address>,
     claim: Claim,
-) -> Option<Vec<String>> {
+) -> Match {
     // Anonymous sessions are never resolved: group and user entries can't match.
     let verified = if subject.kind == SubjectKind::Anonymous {
         None
     } else {
         user
     };
-    match s {
-        SenderRef::Group(g) => verified.and_then(|u| u.groups.path_to(g)).map(|p| p.to_vec()),
+    let found = match s {
+        SenderRef::Group(g) => return member_of(verified, g),
         SenderRef::User(login) => {
             let by_entry = verified.is_some_and(|u| {
                 u.entry.login.eq_ignore_ascii_case(login)
@@ -439,17 +497,16 @@ fn matches_sender(
             .map(|u| vec![u.entry.login.clone()]),
         SenderRef::Sender(addr) => {
             let wanted = addr.to_string();
-            if verified.is_some_and(|u| u.entry.addresses.contains(&wanted)) {
-                return Some(vec![wanted]);
-            }
             let claimed = sender.is_some_and(|snd| snd == addr);
             let claim_counts = match claim {
                 Claim::Honoured => true,
                 Claim::ExternalOnly => !policy.is_local(addr),
             };
-            (claimed && claim_counts).then(|| vec![wanted])
+            let own = verified.is_some_and(|u| u.entry.addresses.contains(&wanted));
+            (own || (claimed && claim_counts)).then(|| vec![wanted])
         }
-    }
+    };
+    found.map_or(Match::No, Match::Yes)
 }
 
 #[cfg(test)]
@@ -613,6 +670,56 @@ mod tests {
             evaluate_rcpt(&p, &l, &both, None, &ext).path,
             vec!["b", "Blocked"]
         );
+    }
+
+    /// A group whose name the directory cannot pin to one entry for this
+    /// user: no rule naming it passes or refuses on a guess.
+    #[test]
+    fn an_undecidable_group_is_a_tempfail_never_a_guess() {
+        let p = policy(vec![]);
+        let mut l = listener();
+        l.relay = groups(&["Relayers", "Partners"], &["Blocked"]);
+        let ext = addr("x@elsewhere.example");
+        let tempfail = || Action::Tempfail(ReplyKind::DirectoryUnavailable);
+        let cases: Vec<(&[&str], Action)> = vec![
+            // Undecidable deny group: not a pass, even with an allow group.
+            (&["?Blocked", "Relayers"], tempfail()),
+            // Undecidable allow group and no other: not a refusal either.
+            (&["?Relayers"], tempfail()),
+            // Another allow group decides.
+            (&["?Relayers", "Partners"], Action::Accept),
+            // A certain deny group decides: deny beats allow.
+            (&["?Relayers", "Blocked"], Action::Reject(ReplyKind::RelayDenied)),
+            (&[], Action::Reject(ReplyKind::RelayDenied)),
+        ];
+        for (groups_of_user, want) in cases {
+            let s = authenticated(user("u", &[], groups_of_user));
+            let d = evaluate_rcpt(&p, &l, &s, None, &ext);
+            assert_eq!(d.action, want, "{groups_of_user:?}");
+        }
+        // Restricted recipients, both lists.
+        let list = RecipientRule {
+            address: addr("all@example.com"),
+            require_authenticated: true,
+            accept_from: vec![SenderRef::Group("Staff".into())],
+            reject_from: vec![SenderRef::Group("Contractors".into())],
+            mode: None,
+        };
+        let p = policy(vec![list]);
+        let rcpt = addr("all@example.com");
+        for (groups_of_user, want) in [
+            (&["?Staff"][..], tempfail()),
+            (&["Staff", "?Contractors"][..], tempfail()),
+            (&["Staff"][..], Action::Accept),
+            (
+                &["?Staff", "Contractors"][..],
+                Action::Reject(ReplyKind::RecipientNotAuthorized),
+            ),
+        ] {
+            let s = authenticated(user("u", &[], groups_of_user));
+            let d = evaluate_rcpt(&p, &listener(), &s, None, &rcpt);
+            assert_eq!(d.action, want, "{groups_of_user:?}");
+        }
     }
 
     /// Routed recipients are never local: they need relay permission,

@@ -300,6 +300,7 @@ mod tests {
             group_names: Default::default(),
             group_names_reading: Default::default(),
             group_names_generation: Default::default(),
+            rule_groups: vec!["relay".into()],
         };
         for (login, groups) in users {
             let u = resolved(login, groups);
@@ -408,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_to_what_a_rule_group_name_means_forgets_the_reading() {
-        let c = caches_with(&[]).await;
+        let c = caches_with(&[("alice", &[RELAY]), ("dave", &["other"])]).await;
         let read = || {
             let mut index = crate::directory::GroupNames::default();
             index.entries.insert("relay".into(), vec![RELAY.into()]);
@@ -416,23 +417,43 @@ mod tests {
         };
         let kept = || c.group_names.lock().unwrap().is_some();
         read();
-        c.apply(&Change {
-            dn: "cn=other,ou=groups,dc=x".into(),
-            names: vec!["other".into()],
-            ..Change::default()
-        });
-        assert!(kept(), "another group");
-        for change in [
-            // A second group of that name.
+        for unrelated in [
             Change {
-                dn: "cn=relay,ou=projects,dc=x".into(),
-                names: vec!["relay".into()],
+                dn: "cn=other,ou=groups,dc=x".into(),
+                names: vec!["other".into()],
                 ..Change::default()
             },
-            // The group itself, renamed (or deleted: no names).
+            // A membership change of the group itself (alice stays in it).
+            Change {
+                dn: RELAY.into(),
+                names: vec!["relay".into()],
+                members: vec!["uid=alice,ou=people,dc=x".into()],
+                ..Change::default()
+            },
+        ] {
+            c.apply(&unrelated);
+            assert!(kept(), "{unrelated:?}");
+            assert!(contains(&c, "alice"), "{unrelated:?}");
+        }
+        // A second group of that name, with nobody cached in it: what the
+        // name means changed, so the members of what it meant are settled
+        // again (alice), the others stay (dave).
+        c.apply(&Change {
+            dn: "cn=relay,ou=projects,dc=x".into(),
+            names: vec!["relay".into()],
+            ..Change::default()
+        });
+        assert!(!kept());
+        assert!(!contains(&c, "alice") && contains(&c, "dave"));
+        // The group itself renamed, or deleted.
+        for change in [
             Change {
                 dn: "CN=Relay, OU=groups, DC=x".into(),
                 names: vec!["outbound".into()],
+                ..Change::default()
+            },
+            Change {
+                dn: RELAY.into(),
                 ..Change::default()
             },
         ] {
