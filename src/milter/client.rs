@@ -61,7 +61,9 @@ impl MilterClient<MilterStream> {
     }
 }
 
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> MilterClient<S> {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + super::connection::WaitReadable + Unpin>
+    MilterClient<S>
+{
     pub fn new(stream: S) -> Self {
         MilterClient {
             conn: Connection::new(stream, 1 << 24, Some(Duration::from_secs(30))),

@@ -12,12 +12,37 @@
 //! the daemon a bounded share of CPU and other sessions keep their latency.
 
 use std::io;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
+
+use super::endpoint::MilterStream;
+
+/// A stream that can wait for bytes to read without a buffer to read them
+/// into (a socket), so that a connection waiting for its peer holds no
+/// buffer: a thousand idle MTA connections then cost no read buffers.
+/// Others (in-memory test pipes) say "readable" at once and keep theirs.
+pub trait WaitReadable {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl WaitReadable for MilterStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            MilterStream::Tcp(s) => s.poll_read_ready(cx),
+            MilterStream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
+impl WaitReadable for tokio::io::DuplexStream {}
 
 use super::codec::{
     encode_command, encode_reply, missing_bytes, parse_command, parse_reply, split_packet, Command,
@@ -51,6 +76,22 @@ pub struct Connection<S> {
     /// The idle timer, created at the first wait.
     idle: Option<Pin<Box<Sleep>>>,
     rate: Option<ReadRate>,
+}
+
+/// Read what the peer sent into `buf` (room for `want` more bytes made
+/// first), after waiting until there is something when `wait_first`.
+/// Cancel-safe, as the idle timer needs.
+async fn read_into<S: AsyncRead + WaitReadable + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+    wait_first: bool,
+) -> io::Result<usize> {
+    if wait_first {
+        std::future::poll_fn(|cx| stream.poll_readable(cx)).await?;
+    }
+    buf.reserve(want);
+    stream.read_buf(buf).await
 }
 
 /// Token bucket over the bytes read.
@@ -92,7 +133,7 @@ impl ReadRate {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
     pub fn new(stream: S, max_packet: usize, idle_timeout: Option<Duration>) -> Self {
         Connection {
             stream,
@@ -146,7 +187,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 deadline = deadline.map(|d: Instant| d + wait);
             }
             let want = missing_bytes(&self.read).clamp(INITIAL_READ, READ_STEP);
-            self.read.reserve(want);
+            // Between packets, with nothing to read yet: give the buffers
+            // back and wait for the peer without them. (Asked once without
+            // waiting first: in a transaction the next command is often
+            // there already, and the buffers are kept.)
+            let wait_first = self.read.is_empty()
+                && self
+                    .stream
+                    .poll_readable(&mut Context::from_waker(Waker::noop()))
+                    .is_pending();
+            if wait_first {
+                self.read = BytesMut::new();
+                self.write = BytesMut::new();
+            }
             let n = match self.idle_timeout {
                 Some(t) => {
                     // Started after the flush: the peer's time begins once it has our reply.
@@ -161,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     loop {
                         tokio::select! {
                             biased;
-                            r = self.stream.read_buf(&mut self.read) => break r?,
+                            r = read_into(&mut self.stream, &mut self.read, want, wait_first) => break r?,
                             () = idle.as_mut() => {
                                 if Instant::now() >= at {
                                     return Err(ConnectionError::Idle(t));
@@ -171,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         }
                     }
                 }
-                None => self.stream.read_buf(&mut self.read).await?,
+                None => read_into(&mut self.stream, &mut self.read, want, wait_first).await?,
             };
             if let Some(r) = &mut self.rate {
                 r.spend(n);
@@ -238,6 +291,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An idle connection holds no buffers: after a packet and its reply,
+    /// the wait for the next packet gives them back; a packet already
+    /// waiting is read with the buffer it has.
+    #[tokio::test]
+    async fn waiting_for_the_peer_holds_no_buffers() {
+        use std::future::Future;
+        let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let mut conn = Connection::new(MilterStream::Unix(ours), 1 << 20, Some(Duration::from_secs(30)));
+        // Two packets at once: the second is read without waiting.
+        peer.write_all(&[0, 0, 0, 1, b'N', 0, 0, 0, 1, b'N'])
+            .await
+            .unwrap();
+        assert_eq!(conn.read_packet().await.unwrap().unwrap().0, b'N');
+        conn.queue_reply(&Reply::Continue);
+        assert_eq!(conn.read_packet().await.unwrap().unwrap().0, b'N');
+        assert!(conn.read.capacity() > 0, "kept while packets were waiting");
+        // Nothing more: polled once, the read waits, buffers given back.
+        {
+            let mut next = std::pin::pin!(conn.read_packet());
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(next.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!((conn.read.capacity(), conn.write.capacity()), (0, 0));
+        // And the next packet is read as usual.
+        peer.write_all(&[0, 0, 0, 1, b'Q']).await.unwrap();
+        assert_eq!(conn.read_packet().await.unwrap().unwrap().0, b'Q');
+    }
 
     /// A rested peer passes its burst at once, then is read at the rate;
     /// refilling never exceeds the burst.

@@ -341,7 +341,7 @@ fn protocol_error(peer: &str, error: &dyn std::fmt::Display) {
 /// once, naming the peer; nothing here can affect another connection.
 pub async fn run_session<S, H>(stream: S, mut session: Session<H>, settings: &ServerSettings)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + crate::milter::connection::WaitReadable + Unpin,
     H: Handler,
 {
     let mut conn = Connection::new(stream, settings.max_packet_size, Some(settings.idle_timeout))
