@@ -68,6 +68,7 @@ struct Echo;
 
 impl Service for Echo {
     const CONNECTION: &'static str = "milter connection";
+    const METRIC: &'static str = "milter";
 
     async fn serve_connection(self: Arc<Self>, stream: MilterStream, _peer: String, _socket: Arc<str>) {
         serve(stream).await

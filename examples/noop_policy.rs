@@ -23,6 +23,7 @@ struct Noop;
 
 impl Service for Noop {
     const CONNECTION: &'static str = "policy connection";
+    const METRIC: &'static str = "policy";
 
     async fn serve_connection(self: Arc<Self>, mut s: MilterStream, _peer: String, _socket: Arc<str>) {
         let mut read = BytesMut::with_capacity(4096);

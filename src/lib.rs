@@ -9,7 +9,8 @@
 //! - [`directory`]: users and groups, a layer (cache, own-entry check) over a backend (static, LDAP);
 //! - [`config`]: the TOML file, validated into immutable structs;
 //! - [`enforcer`]: binds a session to the policy and the directory, and logs decisions;
-//! - [`daemon`]: the process lifecycle (serve, reload, stop); [`cli`]: `check`, `explain`, `lookup`.
+//! - [`daemon`]: the process lifecycle (serve, reload, stop); [`cli`]: `check`, `explain`, `lookup`;
+//! - [`metrics`]: the Prometheus counters and their `/metrics` endpoint.
 
 pub mod check;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod directory;
 pub mod enforcer;
+pub mod metrics;
 pub mod milter;
 pub mod policy;
 pub mod policy_delegation;

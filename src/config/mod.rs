@@ -13,7 +13,9 @@ mod bounds;
 mod context;
 mod directory;
 mod listeners;
+mod metrics;
 mod milter;
+pub use metrics::MetricsSettings;
 mod policy_service;
 mod raw;
 mod recipients;
@@ -46,6 +48,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// `[policy_service]`, when it names an endpoint.
     pub policy_service: Option<PolicyServiceSettings>,
+    /// `[metrics]`, when it names an address.
+    pub metrics: Option<metrics::MetricsSettings>,
     pub log: LogSettings,
     pub policy: Arc<Policy>,
     pub directory: DirectorySettings,
@@ -98,6 +102,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
                 .into(),
         ));
     }
+    let metrics = metrics::Metrics::try_from(cx.section(raw.metrics))?.0;
     let cache = CacheSettings::try_from(cx.section(raw.cache))?;
     let directory = DirectorySettings::try_from(cx.section((raw.directory, cache)))?;
     let local_domains: Vec<DomainPattern> = raw.domains.local.into_iter().map(|d| d.0).collect();
@@ -140,6 +145,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         server: milter.server,
         policy_service,
+        metrics,
         log,
         policy: Arc::new(policy),
         directory,

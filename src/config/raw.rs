@@ -116,6 +116,15 @@ pub struct RawConfig {
     pub safety: RawSafety,
     #[serde(default)]
     pub policy_service: RawPolicyService,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off without `listen`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
 }
 
 /// `[policy_service]`: Postfix's policy delegation, off without `listen`.

@@ -69,6 +69,7 @@ pub fn run(config: Config) -> ExitCode {
             config.path.clone(),
             config.server.clone(),
             config.policy_service.clone(),
+            config.metrics.clone(),
             enforcer.clone(),
         ));
         tokio::spawn(log_cache_counters(enforcer.clone()));
@@ -93,6 +94,13 @@ pub fn run(config: Config) -> ExitCode {
             Some(settings) => Some(crate::server::bind(&settings.listen).await?),
             None => None,
         };
+        if let Some(m) = &config.metrics {
+            let listener = crate::metrics::http::bind(m.listen).await?;
+            tokio::spawn(crate::metrics::http::serve(
+                listener,
+                crate::metrics::registry(enforcer.clone()),
+            ));
+        }
         notify::ready(&enforcer);
         tokio::spawn(notify::watchdog());
         let milter = crate::server::serve_milter_on(
@@ -172,6 +180,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     server: ServerSettings,
     policy_service: Option<PolicyServiceSettings>,
+    metrics: Option<config::MetricsSettings>,
     enforcer: Arc<Enforcer>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -196,6 +205,9 @@ async fn reload_on_sighup(
                 if format!("{:?}", new.policy_service) != format!("{policy_service:?}") {
                     tracing::warn!("[policy_service] settings changed; they apply after a restart");
                 }
+                if new.metrics != metrics {
+                    tracing::warn!("[metrics] settings changed; they apply after a restart");
+                }
                 let version = new.policy.version;
                 for what in new.policy.removed_since(&enforcer.snapshot().policy) {
                     tracing::warn!(config_version = version, "reload removes {what}");
@@ -214,6 +226,7 @@ async fn reload_on_sighup(
                     directory,
                 });
                 tracing::info!(config_version = version, previous = old, "configuration reloaded");
+                crate::metrics::count_reload(true);
                 notify::reloaded(&enforcer, None);
             }
             Err(e) => {
@@ -226,6 +239,7 @@ async fn reload_on_sighup(
                     .collect::<Vec<_>>()
                     .join(" ");
                 tracing::error!(error = %error, config_version = old, "reload refused; the running configuration stays");
+                crate::metrics::count_reload(false);
                 notify::reloaded(&enforcer, Some(&error));
             }
         }

@@ -218,9 +218,12 @@ impl LdapBackend {
         let servers = settings
             .urls
             .iter()
-            .map(|u| Server {
-                url: u.clone(),
-                state: Mutex::new(Health::default()),
+            .map(|u| {
+                crate::metrics::know_directory_server(u);
+                Server {
+                    url: u.clone(),
+                    state: Mutex::new(Health::default()),
+                }
             })
             .collect();
         let pool = (0..settings.pool_size.max(1))
@@ -508,6 +511,9 @@ impl LdapBackend {
                         tracing::info!(server = %server.url, "directory server reachable again");
                     }
                     *h = Health::default();
+                    if i > 0 {
+                        crate::metrics::count_failover(&server.url);
+                    }
                     return Ok(Pooled {
                         ldap,
                         server: i,
@@ -592,10 +598,17 @@ impl LdapBackend {
         for attempt in 0..2 {
             let (ldap, slot, server) = self.handle().await?;
             self.operations.fetch_add(1, Ordering::Relaxed);
-            match self
+            let started = Instant::now();
+            let result = self
                 .search_on(ldap, base, scope, filter, attrs, controls.clone())
-                .await
-            {
+                .await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(SearchError::Fatal(_)) => "error",
+                Err(SearchError::Connection(_)) => "unreachable",
+            };
+            crate::metrics::count_directory_operation(&self.servers[server].url, outcome, started.elapsed());
+            match result {
                 Ok(entries) => return Ok(entries),
                 Err(SearchError::Fatal(e)) => return Err(e),
                 Err(SearchError::Connection(e)) => {

@@ -765,6 +765,11 @@ impl Directory {
         })
     }
 
+    /// Users cached now (fresh or stale).
+    pub fn cached_users(&self) -> usize {
+        self.caches.as_ref().map_or(0, |c| c.users.len())
+    }
+
     /// Cache counters as `hits misses queries errors stale_served`, for the logs.
     pub fn counters(&self) -> Option<[u64; 5]> {
         self.caches.as_ref().map(|c| c.users.counters.snapshot())

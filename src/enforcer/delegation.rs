@@ -281,16 +281,19 @@ impl Delegate for Enforcer {
             // rules are about senders and recipients.
             _ => return DUNNO.into(),
         };
+        let started = std::time::Instant::now();
         let key = transaction_key(request);
         let current = match state.current.take() {
             Some(d) if d.key == key => d,
             _ => self.begin(request, socket, key).await,
         };
         let delegated = state.current.insert(current);
-        match stage {
+        let answer = match stage {
             Stage::Mail => delegated.mail_answer.clone(),
             Stage::Rcpt => recipient(delegated, request).await,
-        }
+        };
+        crate::metrics::observe_decision("policy", started.elapsed());
+        answer
     }
 }
 

@@ -593,6 +593,13 @@ struct LogLine<'a> {
 
 impl LogLine<'_> {
     fn emit(&self, d: &Decision) {
+        let action = match d.action {
+            Action::Accept => "accept",
+            Action::Reject(_) => "reject",
+            Action::Tempfail(_) => "tempfail",
+        };
+        let stage = if self.rcpt.is_some() { "rcpt" } else { "mail" };
+        crate::metrics::count_decision(self.listener, stage, d.rule, action, d.monitored);
         if d.action == Action::Accept {
             tracing::debug!(listener = self.listener, rule = d.rule, "accepted");
             return;
@@ -636,6 +643,7 @@ impl Handler for Enforcer {
     }
 
     async fn mail(&self, facts: &Facts<'_>) -> (Verdict, Transaction) {
+        let started = std::time::Instant::now();
         let snapshot = self.current.load_full();
         let policy = &*snapshot.policy;
         let sender = facts
@@ -696,10 +704,12 @@ impl Handler for Enforcer {
             snapshot: snapshot.clone(),
             mail,
         };
+        crate::metrics::observe_decision("milter", started.elapsed());
         (verdict, tx)
     }
 
     async fn rcpt(&self, tx: &mut Transaction, facts: &Facts<'_>, argv: &[Bytes]) -> Verdict {
+        let started = std::time::Instant::now();
         let policy = &*tx.snapshot.policy;
         let (Some(id), Some(mail)) = (tx.listener, &tx.mail) else {
             return Verdict::Reply(policy.replies.get(ReplyKind::NoListener).wire(None));
@@ -729,6 +739,7 @@ impl Handler for Enforcer {
             mta_rcpt: j.mta.as_ref(),
         }
         .emit(&j.decision);
+        crate::metrics::observe_decision("milter", started.elapsed());
         verdict_for(policy, &j.decision, Some(&j.shown))
     }
 }

@@ -60,6 +60,7 @@ static PROTOCOL_ERROR: Throttle = Throttle::new(30);
 
 impl<D: Delegate> Service for PolicyService<D> {
     const CONNECTION: &'static str = "policy connection";
+    const METRIC: &'static str = "policy";
 
     async fn serve_connection(self: Arc<Self>, stream: MilterStream, peer: String, socket: Arc<str>) {
         serve_connection(stream, &*self.delegate, &self.settings, &peer, &socket).await
@@ -88,12 +89,14 @@ pub async fn serve_connection<S, D>(
                 return;
             }
             Err(PolicyConnectionError::Idle(t)) => {
+                crate::metrics::count_connection("policy", "idle_closed");
                 if let Some(left_out) = IDLE_CLOSED.admit(Instant::now()) {
                     tracing::info!(peer = %peer, idle = ?t, left_out, "closing idle policy connection");
                 }
                 return;
             }
             Err(e) => {
+                crate::metrics::count_protocol_error("policy", "request");
                 if let Some(left_out) = PROTOCOL_ERROR.admit(Instant::now()) {
                     tracing::warn!(peer = %peer, socket = %socket, error = %e, left_out, "policy protocol error: closing the connection (Postfix applies smtpd_policy_service_default_action)");
                 }

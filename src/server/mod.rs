@@ -69,6 +69,8 @@ pub struct ListenSettings {
 pub trait Service: Send + Sync + 'static {
     /// What the log calls one of its connections ("milter connection").
     const CONNECTION: &'static str;
+    /// The `service` label of its metrics.
+    const METRIC: &'static str;
 
     /// Serve one connection to its end. `peer` names it in the log;
     /// `socket` is the listener it came in on, in config notation.
@@ -89,6 +91,7 @@ struct MilterService<H> {
 
 impl<H: Handler> Service for MilterService<H> {
     const CONNECTION: &'static str = "milter connection";
+    const METRIC: &'static str = "milter";
 
     async fn serve_connection(self: Arc<Self>, stream: MilterStream, peer: String, socket: Arc<str>) {
         let session = Session::with_wanted(self.handler.clone(), socket, peer, self.wanted.clone())
@@ -303,13 +306,16 @@ async fn accept_loop<S: Service>(
                     S::CONNECTION
                 );
             }
+            crate::metrics::count_connection(S::METRIC, "refused");
             drop(stream);
             continue;
         };
         let service = service.clone();
         let socket = socket.clone();
         tokio::spawn(async move {
+            let open = crate::metrics::OpenConnection::new(S::METRIC);
             service.serve_connection(stream, peer, socket).await;
+            drop(open);
             drop(permit);
         });
     }
@@ -362,12 +368,19 @@ where
                 return;
             }
             Err(ConnectionError::Idle(t)) => {
+                crate::metrics::count_connection("milter", "idle_closed");
                 if let Some(left_out) = IDLE_CLOSED.admit(Instant::now()) {
                     tracing::info!(peer = %session.peer(), idle = ?t, left_out, "closing idle milter connection");
                 }
                 return;
             }
             Err(e) => {
+                let kind = match e {
+                    ConnectionError::Frame(_) => "frame",
+                    ConnectionError::Truncated(_) => "truncated",
+                    _ => "io",
+                };
+                crate::metrics::count_protocol_error("milter", kind);
                 protocol_error(session.peer(), &e);
                 return;
             }
@@ -380,6 +393,7 @@ where
                 return;
             }
             Err(e) => {
+                crate::metrics::count_protocol_error("milter", "session");
                 protocol_error(session.peer(), &e);
                 return;
             }
