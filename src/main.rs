@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use gatehouse::cli::{self, ExplainArgs};
+use gatehouse::cli::{self, ExplainArgs, ReplayArgs};
 use gatehouse::{config, daemon};
 
 #[derive(Parser)]
@@ -42,6 +42,10 @@ enum Command {
         /// A login or an address.
         key: String,
     },
+    /// Decide gatehouse's JSON decision log again with this configuration
+    /// (--config, the candidate) and say what would change; exit 0 nothing,
+    /// 1 something, 2 errors.
+    Replay(ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +62,6 @@ fn main() -> ExitCode {
         Command::Check => cli::check(&config),
         Command::Explain(x) => cli::explain(&config, &x),
         Command::Lookup { key } => cli::lookup(&config, &key),
+        Command::Replay(r) => cli::replay(&config, &r),
     }
 }

@@ -1,7 +1,8 @@
-//! The one-shot commands: `check`, `explain`, `lookup`. Each prints for an
-//! admin and returns the exit status.
+//! The one-shot commands: `check`, `explain`, `lookup`, `replay`. Each
+//! prints for an admin and returns the exit status.
 
 mod explain;
+mod replay;
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use crate::config::Config;
 use crate::directory::{Directory, UserKey, UNKNOWN_CHAIN};
 
 pub use explain::{explain, ExplainArgs};
+pub use replay::{replay, ReplayArgs};
 
 /// Run one future on a small runtime.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

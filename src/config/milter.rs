@@ -107,6 +107,9 @@ pub(super) fn unique_endpoints(
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+    /// Accepted decisions are logged at info with every field too (for
+    /// `gatehouse replay`), not only refusals.
+    pub accepted: bool,
 }
 
 impl TryFrom<Section<'_, raw::RawLog>> for LogSettings {
@@ -125,6 +128,7 @@ impl TryFrom<Section<'_, raw::RawLog>> for LogSettings {
         Ok(LogSettings {
             format: raw.format,
             level: raw.level,
+            accepted: raw.accepted,
         })
     }
 }

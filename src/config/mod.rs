@@ -140,6 +140,7 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigError> {
         default_listener: listeners.default_listener,
         recipients: recipients.0,
         replies,
+        log_accepted: log.accepted,
     };
     Ok(Config {
         path: path.to_path_buf(),

@@ -215,6 +215,7 @@ impl Default for RawMilter {
 pub struct RawLog {
     pub format: LogFormat,
     pub level: String,
+    pub accepted: bool,
 }
 
 impl Default for RawLog {
@@ -222,6 +223,7 @@ impl Default for RawLog {
         RawLog {
             format: LogFormat::Text,
             level: "info".into(),
+            accepted: false,
         }
     }
 }

@@ -600,7 +600,7 @@ impl LogLine<'_> {
         };
         let stage = if self.rcpt.is_some() { "rcpt" } else { "mail" };
         crate::metrics::count_decision(self.listener, stage, d.rule, action, d.monitored);
-        if d.action == Action::Accept {
+        if d.action == Action::Accept && !self.policy.log_accepted {
             tracing::debug!(listener = self.listener, rule = d.rule, "accepted");
             return;
         }
@@ -630,7 +630,11 @@ impl LogLine<'_> {
             action = rendered.action,
             config_version = self.policy.version,
             "{}",
-            if d.monitored { "would reject (monitor mode)" } else { "rejected" }
+            match (d.action == Action::Accept, d.monitored) {
+                (true, _) => "accepted",
+                (false, true) => "would reject (monitor mode)",
+                (false, false) => "rejected",
+            }
         );
     }
 }
@@ -811,6 +815,7 @@ mod tests {
             default_listener: None,
             recipients: Default::default(),
             replies: Replies::default(),
+            log_accepted: false,
         }
     }
 

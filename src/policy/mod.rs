@@ -187,6 +187,8 @@ pub struct Policy {
     pub default_listener: Option<Listener>,
     pub recipients: HashMap<Address, RecipientRule>,
     pub replies: Replies,
+    /// `[log] accepted`: accepted decisions logged with every field.
+    pub log_accepted: bool,
 }
 
 /// How envelope addresses are completed and compared (`[addresses]`).

@@ -573,6 +573,7 @@ mod tests {
                 .map(|r| (r.address.clone(), r))
                 .collect::<HashMap<_, _>>(),
             replies: Replies::default(),
+            log_accepted: false,
         }
     }
 

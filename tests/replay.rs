@@ -1,0 +1,147 @@
+//! `gatehouse replay`: a decision log recorded from live milter sessions
+//! (`[log] format = "json"`, `accepted = true`) decided again with a
+//! changed configuration lists exactly the decisions that change.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{example_config, reply_text, session, Gatehouse, ANY_PORT};
+use gatehouse::milter::client::Envelope;
+
+const RELAY: &str = "relay = { allow_groups = [\"Internet Mail Users\"], deny_groups = [\"Contractors\"] }";
+
+async fn submit(g: &Gatehouse, login: Option<&str>, daemon: &str, from: &str, to: &str) -> String {
+    let mut c = session(&g.endpoint, daemon, "198.51.100.7").await;
+    let env = Envelope {
+        mail_macros: login
+            .map(|l| vec![("{auth_authen}".to_string(), l.to_string())])
+            .unwrap_or_default(),
+        sender: from.into(),
+        recipients: vec![to.into()],
+    };
+    let r = c.transaction(&env).await.unwrap();
+    match r.rcpts.first() {
+        Some(rcpt) => reply_text(rcpt),
+        None => reply_text(&r.mail),
+    }
+}
+
+fn replay(config: &std::path::Path, log: &std::path::Path) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(config)
+        .arg("replay")
+        .arg(log)
+        .arg("--json")
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_changed_config_changes_exactly_the_decisions_it_should() {
+    let config = example_config(ANY_PORT, "format = \"json\"\naccepted = true");
+    assert!(config.contains(RELAY));
+    let g = Gatehouse::start_with(&config, ANY_PORT);
+    // Decided by the running configuration.
+    assert_eq!(
+        submit(
+            &g,
+            Some("alice"),
+            "submission",
+            "alice@example.com",
+            "x@elsewhere.example"
+        )
+        .await,
+        "continue"
+    );
+    assert!(submit(
+        &g,
+        Some("bob"),
+        "submission",
+        "bob@example.com",
+        "x@elsewhere.example"
+    )
+    .await
+    .starts_with("550"));
+    assert_eq!(
+        submit(
+            &g,
+            Some("alice"),
+            "submission",
+            "alice@example.com",
+            "carol@example.com"
+        )
+        .await,
+        "continue"
+    );
+    assert!(submit(
+        &g,
+        None,
+        "bridgehead",
+        "someone@partner.example",
+        "victim@elsewhere.example"
+    )
+    .await
+    .starts_with("550"));
+    // Each transaction: a MAIL and a RCPT decision line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while g.log_count("\"rule\":") < 8 {
+        assert!(Instant::now() < deadline, "decision lines missing:\n{}", g.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gatehouse.log");
+    std::fs::write(&log, g.log()).unwrap();
+
+    // The same configuration decides the same.
+    let same = dir.path().join("same.toml");
+    std::fs::write(&same, &config).unwrap();
+    let (code, out) = replay(&same, &log);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, v["envelopes"].as_u64()), (Some(0), Some(8)), "{out}");
+    assert_eq!(v["changed"].as_array().map(Vec::len), Some(0), "{out}");
+
+    // Full-Time Employees may no longer relay: alice's relaying, and only that.
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::write(
+        &candidate,
+        config.replace(
+            RELAY,
+            &RELAY.replace("[\"Contractors\"]", "[\"Contractors\", \"Full-Time Employees\"]"),
+        ),
+    )
+    .unwrap();
+    let (code, out) = replay(&candidate, &log);
+    assert_eq!(code, Some(1), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let changed = v["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{out}");
+    let c = &changed[0];
+    assert_eq!(c["envelope"]["login"], "alice");
+    assert_eq!(c["envelope"]["recipient"], "x@elsewhere.example");
+    assert_eq!(c["before"]["action"], "accept");
+    assert_eq!(c["before"]["rule"], "relay_allowed");
+    assert_eq!(c["after"]["action"], "reject");
+    assert_eq!(c["after"]["rule"], "relay_group");
+    assert_eq!(
+        c["after"]["reply"],
+        "550 5.7.1 <x@elsewhere.example>: Not permitted to relay"
+    );
+    assert_eq!(
+        v["by_rule"]["accept relay_allowed -> reject relay_group"], 1,
+        "{out}"
+    );
+
+    // A log that cannot be read: exit 2.
+    let (code, _) = replay(&candidate, &dir.path().join("missing.log"));
+    assert_eq!(code, Some(2));
+}
