@@ -38,6 +38,8 @@ ad_gatehouse_config() {
     awk -v recipe="$recipe" '
         /^\[directory\]$/ { skip = 1; print recipe; print ""; next }
         /^\[cache\]$/ { skip = 1; next }
+        # Last in the file, on the port of the running e2e gatehouse.
+        /^\[metrics\]$/ { skip = 1; next }
         /^\[domains\]$/ { skip = 0 }
         # Submission for every directory user: the AD has no "Mail Senders".
         /^submit = / { next }

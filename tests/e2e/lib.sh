@@ -291,6 +291,7 @@ gatehouse_config() {
     GH_MILTER=inet:127.0.0.1:$GH_PORT
     GH_POLICY_PORT=${GH_POLICY_PORT:-$(free_port)}
     GH_POLICY=inet:127.0.0.1:$GH_POLICY_PORT
+    GH_METRICS_PORT=${GH_METRICS_PORT:-$(free_port)}
     printf 'gatehouse-secret\n' >"$secret"
     chmod 600 "$secret"
     awk -v url="$LDAP_URL" -v secret="$secret" '
@@ -322,11 +323,60 @@ gatehouse_config() {
               -e "s|^listen = \[\] .*\$|listen = [\"$GH_POLICY\"]|" \
               -e 's|^local_delivery_domains = \[\] .*$|local_delivery_domains = ["mx.example.com"]|' \
               >"$out"
+    printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$GH_METRICS_PORT" >>"$out"
     grep -q "^listen = \[\"$GH_MILTER\"\]" "$out" || { echo "e2e: listen not substituted in $out" >&2; return 1; }
     grep -q '^trusted_networks = \["127.0.0.2/32"\]' "$out" || { echo "e2e: trusted_networks not substituted in $out" >&2; return 1; }
     grep -q '^backend = "ldap"' "$out" || { echo "e2e: [directory] not replaced in $out" >&2; return 1; }
     grep -q "^listen = \[\"$GH_POLICY\"\]" "$out" || { echo "e2e: policy_service listen not substituted in $out" >&2; return 1; }
     grep -q '^local_delivery_domains = \["mx.example.com"\]' "$out" || { echo "e2e: local_delivery_domains not substituted in $out" >&2; return 1; }
+}
+
+# scrape_metrics: gatehouse's /metrics page (bash's /dev/tcp: no curl).
+scrape_metrics() {
+    local page
+    exec 3<>"/dev/tcp/127.0.0.1/$GH_METRICS_PORT" || return 1
+    printf 'GET /metrics HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\r\n' >&3
+    page=$(timeout 10 cat <&3)
+    exec 3<&-
+    printf '%s\n' "$page"
+}
+
+# metric_sum PAGE NAME LABEL...: the sum of NAME's samples carrying every
+# LABEL (as written, e.g. 'action="reject"').
+metric_sum() {
+    local page=$1 name=$2
+    shift 2
+    printf '%s\n' "$page" | awk -v name="$name" -v want="$*" '
+        BEGIN { n = split(want, labels, " ") }
+        $0 !~ /^#/ && (index($0, name "{") == 1 || index($0, name " ") == 1) {
+            ok = 1
+            for (i = 1; i <= n; i++) if (index($0, labels[i]) == 0) ok = 0
+            if (ok) sum += $NF
+        }
+        END { print sum + 0 }'
+}
+
+# check_metrics NAME SERVICE: every family on the page, and the counters
+# moved as a suite through SERVICE (milter or policy) moves them.
+check_metrics() {
+    local name=$1 service=$2 page family
+    page=$(scrape_metrics) || { fail "$name: /metrics answers"; return; }
+    for family in decisions decision_duration_seconds connections connections_open protocol_errors \
+        directory_operations directory_operation_duration_seconds directory_failovers reloads \
+        config_version directory_cache_hits directory_cache_misses directory_cache_entries \
+        directory_following; do
+        check "$name: family gatehouse_$family" grep -q "^# TYPE gatehouse_$family " <<<"$page"
+    done
+    check "$name: refusals counted" [ "$(metric_sum "$page" gatehouse_decisions_total 'action="reject"')" -gt 0 ]
+    check "$name: accepts counted" [ "$(metric_sum "$page" gatehouse_decisions_total 'action="accept"')" -gt 0 ]
+    check "$name: $service decisions timed" \
+        [ "$(metric_sum "$page" gatehouse_decision_duration_seconds_count "service=\"$service\"")" -gt 0 ]
+    check "$name: $service connections counted" \
+        [ "$(metric_sum "$page" gatehouse_connections_total "service=\"$service\"" 'event="opened"')" -gt 0 ]
+    check "$name: directory searched" \
+        [ "$(metric_sum "$page" gatehouse_directory_operations_total "server=\"$LDAP_URL\"" 'result="ok"')" -gt 0 ]
+    check "$name: cache used" [ "$(metric_sum "$page" gatehouse_directory_cache_hits_total)" -gt 0 ]
+    check_not "$name: no address in the metrics" grep -q '@' <<<"$page"
 }
 
 start_gatehouse() {

@@ -377,6 +377,9 @@ postfix_suite() {
     # --- addresses as Postfix rewrites them (tests/e2e/addresses.sh) ----
     address_battery "$PF_NAME" "$bh" "$sub" pf_settle pf_delivered
 
+    # --- metrics, after all of the above ---------------------------------
+    check_metrics "$PF_NAME-metrics" "$PF_INTERFACE"
+
     # --- directory down ------------------------------------------------
     # dave was never looked up; alice's entry expires (ttl 2s) and then
     # stops being served stale (stale_if_error 2s).
