@@ -141,7 +141,25 @@ async fn a_changed_config_changes_exactly_the_decisions_it_should() {
         "{out}"
     );
 
-    // A log that cannot be read: exit 2.
+    // A log that cannot be read, or holds no decision (a text log): exit 2.
     let (code, _) = replay(&candidate, &dir.path().join("missing.log"));
     assert_eq!(code, Some(2));
+    let text = dir.path().join("text.log");
+    std::fs::write(
+        &text,
+        "2026-12-06T00:00:00Z  INFO rejected listener=\"bridgehead\"\n",
+    )
+    .unwrap();
+    let (code, out) = replay(&candidate, &text);
+    assert_eq!(code, Some(2), "{out}");
+    // journalctl's prefix before each object is fine.
+    let journal = dir.path().join("journal.log");
+    let prefixed: String = g
+        .log()
+        .lines()
+        .map(|l| format!("Dec 06 mx gatehouse[42]: {l}\n"))
+        .collect();
+    std::fs::write(&journal, prefixed).unwrap();
+    let (code, _) = replay(&candidate, &journal);
+    assert_eq!(code, Some(1));
 }

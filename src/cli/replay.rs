@@ -55,7 +55,9 @@ impl Outcome {
 impl Logged {
     /// A decision line of the log; `None` for any other line.
     fn parse(line: &str) -> Option<Logged> {
-        let v: Value = serde_json::from_str(line).ok()?;
+        // journalctl's default output puts "date host gatehouse[pid]: "
+        // before the object.
+        let v: Value = serde_json::from_str(&line[line.find('{')?..]).ok()?;
         let message = v.get("message")?.as_str()?;
         if !matches!(message, "rejected" | "accepted" | "would reject (monitor mode)") {
             return None;
@@ -165,6 +167,20 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Nothing to replay is not "nothing changes": a text log, or the wrong file.
+    if logged.is_empty() {
+        eprintln!(
+            "gatehouse: {}: no decision lines (gatehouse writes them with [log] format = \"json\")",
+            args.log.display()
+        );
+        return ExitCode::from(2);
+    }
+    if !logged.iter().any(|l| l.outcome.action == "accept") {
+        eprintln!(
+            "gatehouse: warning: {} has no accepted decisions ([log] accepted = true): a candidate that refuses what was accepted goes unseen",
+            args.log.display()
+        );
+    }
     let directory = match super::directory(config) {
         Ok(d) => d,
         Err(_) => return ExitCode::from(2),

@@ -65,13 +65,14 @@ pub fn run(config: Config) -> ExitCode {
     );
     let result = runtime.block_on(async {
         enforcer.snapshot().directory.start_following();
-        tokio::spawn(reload_on_sighup(
-            config.path.clone(),
-            config.server.clone(),
-            config.policy_service.clone(),
-            config.metrics.clone(),
-            enforcer.clone(),
-        ));
+        // The handlers are installed here, before anything is bound or
+        // reported ready: a signal that arrives before a task would have
+        // installed its own would get the default action (SIGHUP, SIGTERM:
+        // the process ends at once, sessions cut). Signals that arrive
+        // before the loops below run wait for them.
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
+        let stop_signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
         tokio::spawn(log_cache_counters(enforcer.clone()));
         // One stop signal for both front ends.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -82,7 +83,7 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         tokio::spawn(async move {
-            shutdown_signal().await;
+            shutdown_signal(stop_signals).await;
             notify::stopping();
             let _ = stop.send(true);
         });
@@ -103,6 +104,23 @@ pub fn run(config: Config) -> ExitCode {
         }
         notify::ready(&enforcer);
         tokio::spawn(notify::watchdog());
+        // Reloads only once ready (and never while draining), so systemd
+        // hears RELOADING/READY only between READY and STOPPING.
+        let reloads = reload_on_sighup(
+            hup,
+            config.path.clone(),
+            config.server.clone(),
+            config.policy_service.clone(),
+            config.metrics.clone(),
+            enforcer.clone(),
+        );
+        let until = until_stopped();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reloads => {}
+                () = until => {}
+            }
+        });
         let milter = crate::server::serve_milter_on(
             milter_listeners,
             config.server.clone(),
@@ -161,10 +179,13 @@ async fn log_cache_counters(enforcer: Arc<Enforcer>) {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+async fn shutdown_signal(
+    signals: (
+        std::io::Result<tokio::signal::unix::Signal>,
+        std::io::Result<tokio::signal::unix::Signal>,
+    ),
+) {
+    let (Ok(mut term), Ok(mut int)) = signals else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -177,14 +198,14 @@ async fn shutdown_signal() {
 /// SIGHUP: load the file again; a valid one applies to new transactions, an
 /// invalid one is refused and the running one keeps serving.
 async fn reload_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
     path: PathBuf,
     server: ServerSettings,
     policy_service: Option<PolicyServiceSettings>,
     metrics: Option<config::MetricsSettings>,
     enforcer: Arc<Enforcer>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+    let Ok(mut hup) = hup else {
         tracing::error!("cannot install the SIGHUP handler: reload disabled");
         return;
     };
