@@ -17,27 +17,9 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 USERS=${USERS:-1000}
 HITS=${HITS:-200000}
 
-bash scripts/install-test-deps.sh
-# BENCH_PROFILE=debug: the test command's smoke run.
-PROFILE=${BENCH_PROFILE:-release}
-if [ "$PROFILE" = release ]; then
-    cargo build --release --example directory_bench
-else
-    cargo build --example directory_bench
-fi
-
-TMP=$(mktemp -d -t gatehouse-dirbench.XXXXXX)
-cleanup() {
-    bash tests/ldap/slapd.sh stop "$TMP/slapd" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# shellcheck source=tests/lib/ports.sh
-. tests/lib/ports.sh
-PORT=$(unused_port)
-bash tests/ldap/slapd.sh start "$TMP/slapd" "$PORT" >/dev/null
-URL="ldap://127.0.0.1:$PORT"
+# shellcheck source=bench/lib/slapd.sh
+. bench/lib/slapd.sh
+slapd_bench_start dirbench directory_bench
 
 cat >"$TMP/gatehouse.toml" <<CONF
 [directory]

@@ -16,27 +16,10 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 ROUNDS=${ROUNDS:-200}
 LOAD_SECONDS=${LOAD_SECONDS:-20}
-PROFILE=${BENCH_PROFILE:-release}
 
-bash scripts/install-test-deps.sh
-if [ "$PROFILE" = release ]; then
-    cargo build --release --example follow_bench
-else
-    cargo build --example follow_bench
-fi
-
-TMP=$(mktemp -d -t gatehouse-followbench.XXXXXX)
-cleanup() {
-    bash tests/ldap/slapd.sh stop "$TMP/slapd" >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# shellcheck source=tests/lib/ports.sh
-. tests/lib/ports.sh
-PORT=$(unused_port)
-bash tests/ldap/slapd.sh start "$TMP/slapd" "$PORT" >/dev/null
-URL="ldap://127.0.0.1:$PORT"
+# shellcheck source=bench/lib/slapd.sh
+. bench/lib/slapd.sh
+slapd_bench_start followbench follow_bench
 
 for follow in syncrepl off; do
     cat >"$TMP/$follow.toml" <<CONF
