@@ -117,7 +117,7 @@ fn deny_beats_allow_and_member_paths_are_reported() {
         &env,
         &["all-staff@example.com".to_string()],
     ));
-    assert_eq!(x.rcpts[0].decision.path, vec!["carol", "All Staff"]);
+    assert_eq!(x.rcpts[0].decision.path(), ["carol", "All Staff"]);
     assert_eq!(p.listener_by_id(ListenerId::Index(0)).name, "bridgehead");
 }
 

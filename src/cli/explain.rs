@@ -92,7 +92,7 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> ExitCode {
     if args.json {
         let decision_json = |d: &Decision, rcpt: Option<&Address>| {
             let (action, reply) = render(d, rcpt);
-            serde_json::json!({"action": action, "reply": reply, "rule": d.rule, "monitored": d.monitored, "path": d.path})
+            serde_json::json!({"action": action, "reply": reply, "rule": d.rule, "monitored": d.monitored, "path": d.path()})
         };
         let recipients: Vec<_> = x
             .rcpts
@@ -149,8 +149,8 @@ pub fn explain(config: &Config, args: &ExplainArgs) -> ExitCode {
         let (a, d) = (&j.shown, &j.decision);
         let (action, reply) = render(d, Some(a));
         println!("RCPT TO:<{a}>  {action}  rule={}  reply: {reply}", d.rule);
-        if !d.path.is_empty() {
-            println!("  path: {}", d.path.join(" > "));
+        if !d.path().is_empty() {
+            println!("  path: {}", d.path().join(" > "));
         }
     }
     ExitCode::SUCCESS

@@ -615,7 +615,7 @@ impl LogLine<'_> {
         let rcpt = self.rcpt.map(|r| r.to_string()).unwrap_or_default();
         let mta_rcpt = self.mta_rcpt.map(|r| r.to_string()).unwrap_or_default();
         let login = self.subject.login.as_deref().unwrap_or("");
-        let path = d.path.join(" > ");
+        let path = d.path().join(" > ");
         tracing::info!(
             queue_id = %queue_id,
             listener = self.listener,

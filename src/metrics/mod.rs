@@ -154,6 +154,13 @@ fn new_metrics() -> Metrics {
 }
 
 /// One decision, as [`crate::enforcer`] logs it.
+///
+/// Counted on every MAIL and RCPT, so through a small per-thread list of
+/// the counters already used: the family's lookup (a label set built with
+/// an owned listener name, hashed, under a lock both workers share) runs
+/// once per thread and label set, not once per decision. The list holds at
+/// most [`CACHED_DECISION_SERIES`]; further label sets count through the
+/// family directly.
 pub fn count_decision(
     listener: &str,
     stage: &'static str,
@@ -161,23 +168,63 @@ pub fn count_decision(
     action: &'static str,
     monitored: bool,
 ) {
-    metrics()
-        .decisions
-        .get_or_create(&DecisionLabels {
-            listener: listener.to_string(),
-            stage,
-            rule,
-            action,
-            monitored: if monitored { "true" } else { "false" },
-        })
-        .inc();
+    let monitored = if monitored { "true" } else { "false" };
+    let same = |l: &DecisionLabels| {
+        l.rule == rule
+            && l.action == action
+            && l.stage == stage
+            && l.monitored == monitored
+            && l.listener == listener
+    };
+    let labels = || DecisionLabels {
+        listener: listener.to_string(),
+        stage,
+        rule,
+        action,
+        monitored,
+    };
+    DECISION_COUNTERS.with_borrow_mut(|cached| {
+        if let Some((_, counter)) = cached.iter().find(|(l, _)| same(l)) {
+            counter.inc();
+            return;
+        }
+        let labels = labels();
+        let counter = metrics().decisions.get_or_create(&labels).clone();
+        counter.inc();
+        if cached.len() < CACHED_DECISION_SERIES {
+            cached.push((labels, counter));
+        }
+    });
 }
 
+/// Label sets of decisions one thread keeps the counter of (listeners ×
+/// the rules that decide in practice × actions: a few dozen).
+const CACHED_DECISION_SERIES: usize = 128;
+
+thread_local! {
+    static DECISION_COUNTERS: std::cell::RefCell<Vec<(DecisionLabels, Counter)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A decision's latency. The two services' histograms are looked up once.
 pub fn observe_decision(service: &'static str, took: Duration) {
-    metrics()
-        .decision_seconds
-        .get_or_create(&ServiceLabel { service })
-        .observe(took.as_secs_f64());
+    static BY_SERVICE: OnceLock<[(&'static str, Histogram); 2]> = OnceLock::new();
+    let histograms = BY_SERVICE.get_or_init(|| {
+        ["milter", "policy"].map(|service| {
+            let h = metrics()
+                .decision_seconds
+                .get_or_create(&ServiceLabel { service });
+            (service, h.clone())
+        })
+    });
+    let seconds = took.as_secs_f64();
+    match histograms.iter().find(|(s, _)| *s == service) {
+        Some((_, h)) => h.observe(seconds),
+        None => metrics()
+            .decision_seconds
+            .get_or_create(&ServiceLabel { service })
+            .observe(seconds),
+    }
 }
 
 pub fn count_connection(service: &'static str, event: &'static str) {
@@ -376,5 +423,63 @@ impl prometheus_client::collector::Collector for Snapshot {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(listener: &str, rule: &'static str, action: &'static str) -> u64 {
+        metrics()
+            .decisions
+            .get_or_create(&DecisionLabels {
+                listener: listener.into(),
+                stage: "rcpt",
+                rule,
+                action,
+                monitored: "false",
+            })
+            .get()
+    }
+
+    /// The per-thread list of counters counts into the family's series:
+    /// each label set its own, on every thread, also past the list's size.
+    #[test]
+    fn cached_decision_counters_count_into_their_own_series() {
+        let before = (
+            decisions("cache-test-a", "relay", "accept"),
+            decisions("cache-test-b", "relay", "accept"),
+            decisions("cache-test-a", "relay", "reject"),
+        );
+        for _ in 0..3 {
+            count_decision("cache-test-a", "rcpt", "relay", "accept", false);
+        }
+        count_decision("cache-test-b", "rcpt", "relay", "accept", false);
+        std::thread::spawn(|| count_decision("cache-test-a", "rcpt", "relay", "reject", false))
+            .join()
+            .unwrap();
+        // Fill this thread's list, then count beyond it.
+        let names: Vec<String> = (0..CACHED_DECISION_SERIES + 5)
+            .map(|i| format!("cache-test-fill-{i}"))
+            .collect();
+        for n in &names {
+            count_decision(n, "rcpt", "relay", "accept", false);
+        }
+        count_decision("cache-test-b", "rcpt", "relay", "accept", false);
+        for n in &names {
+            count_decision(n, "rcpt", "relay", "accept", false);
+        }
+        assert_eq!(
+            (
+                decisions("cache-test-a", "relay", "accept"),
+                decisions("cache-test-b", "relay", "accept"),
+                decisions("cache-test-a", "relay", "reject"),
+            ),
+            (before.0 + 3, before.1 + 2, before.2 + 1)
+        );
+        for n in &names {
+            assert_eq!(decisions(n, "relay", "accept"), 2, "{n}");
+        }
     }
 }

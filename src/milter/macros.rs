@@ -88,8 +88,8 @@ impl MacroStore {
     }
 
     /// Value as text; non-UTF-8 bytes are replaced (values are opaque bytes on the wire).
-    pub fn get_str(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    pub fn get_str(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.get(name).map(|v| String::from_utf8_lossy(v))
     }
 
     /// Names of all macros currently known, for diagnostics.

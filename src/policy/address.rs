@@ -204,6 +204,32 @@ impl Address {
     }
 }
 
+impl Address {
+    /// Whether `text` is this address as it is displayed (`local@domain`,
+    /// or the bare local part): the comparison with a stored address,
+    /// without writing this one out.
+    pub fn is_written(&self, text: &str) -> bool {
+        self.written_as(text, |a, b| a == b)
+    }
+
+    /// [`Address::is_written`], ASCII letters in any case.
+    pub fn is_written_ignoring_ascii_case(&self, text: &str) -> bool {
+        self.written_as(text, |a, b| a.eq_ignore_ascii_case(b))
+    }
+
+    fn written_as(&self, text: &str, same: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+        let text = text.as_bytes();
+        let (local, domain) = (self.local.as_bytes(), self.domain.as_bytes());
+        if domain.is_empty() {
+            return same(text, local);
+        }
+        text.len() == local.len() + 1 + domain.len()
+            && same(&text[..local.len()], local)
+            && text[local.len()] == b'@'
+            && same(&text[local.len() + 1..], domain)
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.domain.is_empty() {
@@ -337,6 +363,36 @@ mod tests {
 
     fn norm(s: &str) -> Result<Option<String>, AddressError> {
         Address::parse(s).map(|a| a.map(|a| a.to_string()))
+    }
+
+    /// `is_written` says what comparing with `to_string()` says, without it.
+    #[test]
+    fn is_written_compares_as_the_displayed_form() {
+        let addresses = ["alice@example.com", "alice", "\"a@b\"@example.com", "a@b.c"];
+        let texts = [
+            "alice@example.com",
+            "Alice@Example.COM",
+            "alice",
+            "alice@example.co",
+            "alice@example.comm",
+            "alicexexample.com",
+            "@example.com",
+            "alice@",
+            "a@b.c",
+            "\"a@b\"@example.com",
+            "",
+        ];
+        for a in addresses {
+            let a = Address::parse(a).unwrap().unwrap();
+            for t in texts {
+                assert_eq!(a.is_written(t), a.to_string() == t, "{a} vs {t}");
+                assert_eq!(
+                    a.is_written_ignoring_ascii_case(t),
+                    a.to_string().eq_ignore_ascii_case(t),
+                    "{a} vs {t}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -493,11 +493,20 @@ pub struct Decision {
     pub rule: &'static str,
     /// The rule said reject/tempfail but the effective mode is monitor.
     pub monitored: bool,
-    /// Membership path behind the decision (user → group → parent group).
-    pub path: Vec<String>,
+    /// Membership path behind the decision, if a membership made it.
+    pub path: Option<MembershipPath>,
 }
 
+/// A membership path (user → group → parent group), shared with the
+/// directory's answer: deciding copies no names.
+pub type MembershipPath = Arc<[String]>;
+
 impl Decision {
+    /// The membership path behind the decision (empty when none made it).
+    pub fn path(&self) -> &[String] {
+        self.path.as_deref().unwrap_or_default()
+    }
+
     /// Whether the MTA is told to go on (accepted, or only monitored).
     pub fn lets_through(&self) -> bool {
         self.action == Action::Accept || self.monitored

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use super::{
     Action, Address, Decision, DirectoryErrorAction, GroupRule, Listener, Mode, Policy, RecipientRule,
 };
-use super::{ReplyKind, SenderRef, StoredRule, Subject, SubjectKind};
+use super::{MembershipPath, ReplyKind, SenderRef, StoredRule, Subject, SubjectKind};
 use crate::directory::{Fault, ResolvedUser};
 
 /// Outcome of one rule: pass (go on), or a decision.
 type RuleResult = Result<(), Decision>;
 
-fn decision(action: Action, rule: &'static str, path: Vec<String>) -> Decision {
+fn decision(action: Action, rule: &'static str, path: Option<MembershipPath>) -> Decision {
     Decision {
         action,
         rule,
@@ -23,7 +23,7 @@ fn decision(action: Action, rule: &'static str, path: Vec<String>) -> Decision {
 }
 
 fn reject(kind: ReplyKind, rule: &'static str) -> Decision {
-    decision(Action::Reject(kind), rule, Vec::new())
+    decision(Action::Reject(kind), rule, None)
 }
 
 /// The directory could not answer for a rule that needs it. An outage
@@ -38,7 +38,7 @@ fn directory_error(policy: &Policy, fault: Fault, kind: ReplyKind, rule: &'stati
         DirectoryErrorAction::Tempfail => Err(decision(
             Action::Tempfail(ReplyKind::DirectoryUnavailable),
             rule,
-            Vec::new(),
+            None,
         )),
         DirectoryErrorAction::Accept => Ok(()),
         DirectoryErrorAction::Reject => Err(reject(kind, rule)),
@@ -69,7 +69,7 @@ pub fn evaluate_mail(
         Ok(())
     };
     match checks() {
-        Ok(()) => decision(Action::Accept, "mail_accepted", Vec::new()),
+        Ok(()) => decision(Action::Accept, "mail_accepted", None),
         Err(d) => with_mode(d, mode),
     }
 }
@@ -121,7 +121,7 @@ pub fn evaluate_rcpt_after_mail(
         return with_mode(d, listener_mode);
     }
     if policy.is_local(rcpt) && rcpt.is_postmaster() {
-        return decision(Action::Accept, "postmaster", Vec::new());
+        return decision(Action::Accept, "postmaster", None);
     }
     // Every spelling that reaches a restricted recipient is restricted; when
     // several rules apply (a routed form naming two), the strictest decides.
@@ -142,7 +142,7 @@ pub fn evaluate_rcpt_after_mail(
                 ReplyKind::RecipientNotAuthorized,
                 "recipient_directory",
             ) {
-                Ok(()) => decision(Action::Accept, "recipient_directory", Vec::new()),
+                Ok(()) => decision(Action::Accept, "recipient_directory", None),
                 Err(d) => d,
             };
             return with_mode(d, listener_mode);
@@ -153,7 +153,7 @@ pub fn evaluate_rcpt_after_mail(
             } else {
                 "relay_allowed"
             };
-            return decision(Action::Accept, rule, Vec::new());
+            return decision(Action::Accept, rule, None);
         }
     };
     restrictions
@@ -259,22 +259,22 @@ fn send_as(policy: &Policy, listener: &Listener, subject: &Subject, sender: Opti
     }
     // The null sender is never refused for being null.
     let Some(sender) = sender else { return Ok(()) };
-    let wanted = sender.to_string();
     if subject
         .login
         .as_deref()
-        .is_some_and(|l| l.eq_ignore_ascii_case(&wanted))
+        .is_some_and(|l| sender.is_written_ignoring_ascii_case(l))
     {
         return Ok(());
     }
+    let owns = |user: &ResolvedUser, a: &Address| user.entry.addresses.iter().any(|own| a.is_written(own));
     match &subject.user {
         Err(e) => directory_error(policy, e.1, ReplyKind::SendAsDenied, "send_as"),
-        Ok(Some(user)) if user.entry.addresses.contains(&wanted) => Ok(()),
+        Ok(Some(user)) if owns(user, sender) => Ok(()),
         // Plus-addressing of one's own address (Postfix smtpd_sender_login_maps does the same).
         Ok(Some(user))
             if sender
                 .without_extension(&policy.addresses.recipient_delimiter)
-                .is_some_and(|base| user.entry.addresses.contains(&base.to_string())) =>
+                .is_some_and(|base| owns(user, &base)) =>
         {
             Ok(())
         }
@@ -336,7 +336,7 @@ fn group_permission(
     let mut undecided = false;
     for g in &rule.deny_groups {
         match member_of(user, g) {
-            Match::Yes(path) => return Err(decision(Action::Reject(kind), name, path)),
+            Match::Yes(path) => return Err(decision(Action::Reject(kind), name, Some(path))),
             Match::Undecidable => undecided = true,
             Match::No => {}
         }
@@ -362,7 +362,7 @@ fn group_permission(
 
 /// Whether a rule's reference covers the session, with the evidence path.
 enum Match {
-    Yes(Vec<String>),
+    Yes(MembershipPath),
     No,
     /// The directory has no single entry for the group's name that this
     /// user's membership can be matched against: answered tempfail.
@@ -372,7 +372,7 @@ enum Match {
 fn member_of(user: Option<&Arc<ResolvedUser>>, group: &str) -> Match {
     let Some(u) = user else { return Match::No };
     if let Some(path) = u.groups.path_to(group) {
-        return Match::Yes(path.to_vec());
+        return Match::Yes(path.clone());
     }
     if u.groups.undecidable(group).is_some() {
         return Match::Undecidable;
@@ -409,7 +409,7 @@ fn restricted_recipient(
                     ReplyKind::RecipientNotAuthorized,
                     "recipient_restriction",
                 )
-                .map(|()| decision(Action::Accept, "recipient_restriction", Vec::new()));
+                .map(|()| decision(Action::Accept, "recipient_restriction", None));
             }
             None
         }
@@ -418,7 +418,7 @@ fn restricted_recipient(
         Err(decision(
             Action::Tempfail(ReplyKind::DirectoryUnavailable),
             rule,
-            Vec::new(),
+            None,
         ))
     };
     let mut undecided = false;
@@ -428,7 +428,7 @@ fn restricted_recipient(
                 return Err(decision(
                     Action::Reject(ReplyKind::RecipientNotAuthorized),
                     "recipient_reject_from",
-                    path,
+                    Some(path),
                 ))
             }
             Match::Undecidable => undecided = true,
@@ -439,11 +439,11 @@ fn restricted_recipient(
         return undecidable("recipient_reject_from");
     }
     if r.accept_from.is_empty() {
-        return Ok(decision(Action::Accept, "recipient_open", Vec::new()));
+        return Ok(decision(Action::Accept, "recipient_open", None));
     }
     for s in &r.accept_from {
         match matches_sender(policy, s, subject, user, sender, Claim::ExternalOnly) {
-            Match::Yes(path) => return Ok(decision(Action::Accept, "recipient_accept_from", path)),
+            Match::Yes(path) => return Ok(decision(Action::Accept, "recipient_accept_from", Some(path))),
             Match::Undecidable => undecided = true,
             Match::No => {}
         }
@@ -490,20 +490,19 @@ fn matches_sender(
                     .login
                     .as_deref()
                     .is_some_and(|l| l.eq_ignore_ascii_case(login));
-            (by_entry || by_login).then(|| vec![login.clone()])
+            (by_entry || by_login).then(|| Arc::from([login.clone()]))
         }
         SenderRef::Dn(dn) => verified
             .filter(|u| u.entry.dn.eq_ignore_ascii_case(dn))
-            .map(|u| vec![u.entry.login.clone()]),
+            .map(|u| Arc::from([u.entry.login.clone()])),
         SenderRef::Sender(addr) => {
-            let wanted = addr.to_string();
             let claimed = sender.is_some_and(|snd| snd == addr);
             let claim_counts = match claim {
                 Claim::Honoured => true,
                 Claim::ExternalOnly => !policy.is_local(addr),
             };
-            let own = verified.is_some_and(|u| u.entry.addresses.contains(&wanted));
-            (own || (claimed && claim_counts)).then(|| vec![wanted])
+            let own = verified.is_some_and(|u| u.entry.addresses.iter().any(|a| addr.is_written(a)));
+            (own || (claimed && claim_counts)).then(|| Arc::from([addr.to_string()]))
         }
     };
     found.map_or(Match::No, Match::Yes)
@@ -667,10 +666,7 @@ mod tests {
             Action::Accept
         );
         // Deny evidence carries the path.
-        assert_eq!(
-            evaluate_rcpt(&p, &l, &both, None, &ext).path,
-            vec!["b", "Blocked"]
-        );
+        assert_eq!(evaluate_rcpt(&p, &l, &both, None, &ext).path(), ["b", "Blocked"]);
     }
 
     /// A group whose name the directory cannot pin to one entry for this
@@ -820,8 +816,8 @@ mod tests {
 
     #[test]
     fn stricter_of_two_decisions() {
-        let acc = decision(Action::Accept, "a", vec![]);
-        let tmp = decision(Action::Tempfail(ReplyKind::DirectoryUnavailable), "t", vec![]);
+        let acc = decision(Action::Accept, "a", None);
+        let tmp = decision(Action::Tempfail(ReplyKind::DirectoryUnavailable), "t", None);
         let rej = reject(ReplyKind::RelayAnonymous, "r");
         let mut mon = reject(ReplyKind::RelayAnonymous, "m");
         mon.monitored = true;
