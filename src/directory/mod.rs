@@ -97,12 +97,20 @@ impl Memberships {
             return self.by_dn.get(&*dn_key(group));
         }
         // Asked for every group of every rule on every transaction: a name
-        // already in lower case (as configured names usually are) costs no
-        // allocation.
-        if group.chars().any(char::is_uppercase) {
-            self.by_name.get(&group.to_lowercase())
-        } else {
-            self.by_name.get(group)
+        // in lower case, or a short ASCII one (as configured names usually
+        // are), costs no allocation.
+        if !group.chars().any(char::is_uppercase) {
+            return self.by_name.get(group);
+        }
+        let mut lower = [0u8; 64];
+        match lower.get_mut(..group.len()) {
+            Some(buf) if group.is_ascii() => {
+                buf.copy_from_slice(group.as_bytes());
+                buf.make_ascii_lowercase();
+                // ASCII in, ASCII out.
+                self.by_name.get(std::str::from_utf8(buf).ok()?)
+            }
+            _ => self.by_name.get(&group.to_lowercase()),
         }
     }
 
@@ -852,6 +860,30 @@ mod tests {
         }
         let outsider = groups_of(&[("cn=Other,dc=x", "Other")]).settled(&index);
         assert!(!outsider.groups.contains("relay") && outsider.groups.undecidable("relay").is_none());
+    }
+
+    /// A rule's group name matches in any case: short ASCII names (looked
+    /// up without an allocation), long ones and non-ASCII ones alike.
+    #[test]
+    fn group_names_match_in_any_case() {
+        let long = "Internet Mail Users of the Eastern Region and of all its Branch Offices";
+        assert!(long.len() > 64);
+        let mut m = Memberships::default();
+        for name in ["Internet Mail Users", long, "Équipe Été"] {
+            m.insert(name, Arc::from([String::from("alice"), name.to_string()]));
+        }
+        for asked in [
+            "internet mail users",
+            "INTERNET MAIL USERS",
+            "Internet Mail Users",
+            &long.to_uppercase(),
+            "ÉQUIPE ÉTÉ",
+            "équipe été",
+        ] {
+            assert!(m.contains(asked), "{asked}");
+        }
+        assert!(!m.contains("Internet Mail User"));
+        assert!(!m.contains("INTERNET MAIL USERSX"));
     }
 
     #[test]

@@ -265,21 +265,16 @@ pub async fn resolve_subject(
 }
 
 fn client_address(facts: &Facts<'_>) -> Option<IpAddr> {
-    facts.client.and_then(|c| c.address).or_else(|| {
-        facts
-            .macros
-            .get("client_addr")
-            .and_then(|v| parse_client_address(v))
-    })
+    facts
+        .client
+        .and_then(|c| c.address)
+        .or_else(|| facts.macros.get("client_addr").and_then(parse_client_address))
 }
 
 fn listener_context<'a>(facts: &'a Facts<'a>, daemon_name: Option<&'a str>) -> ListenerContext<'a> {
     ListenerContext {
         daemon_name,
-        daemon_addr: facts
-            .macros
-            .get("daemon_addr")
-            .and_then(|v| parse_client_address(v)),
+        daemon_addr: facts.macros.get("daemon_addr").and_then(parse_client_address),
         daemon_port: facts
             .macros
             .get("daemon_port")
@@ -824,11 +819,7 @@ mod tests {
 
     fn view(pairs: Macros) -> Option<String> {
         let mut m = MacroStore::default();
-        let pairs = pairs
-            .iter()
-            .map(|(k, v)| (Bytes::from(k.to_string()), Bytes::from(v.to_string())))
-            .collect();
-        m.set(crate::milter::protocol::cmd::RCPT, pairs);
+        m.set(crate::milter::protocol::cmd::RCPT, pairs.iter().copied());
         mta_recipient(&policy(), &m, "").map(|a| a.to_string())
     }
 

@@ -233,13 +233,14 @@ pub fn parse_command(letter: u8, mut payload: Bytes) -> Result<Command, FrameErr
             // The session keeps only the macros it asked for, copied out of
             // the read buffer (connection.rs); nothing here outlives it.
             let stage = payload.get_u8();
-            let strings = split_strings(letter, payload)?;
-            if strings.len() % 2 != 0 {
+            let count = string_count(letter, &payload)?;
+            if count % 2 != 0 {
                 return Err(malformed(letter, "macro name without value"));
             }
-            let mut macros = Vec::with_capacity(strings.len() / 2);
-            let mut it = strings.into_iter();
-            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+            let mut macros = Vec::with_capacity(count / 2);
+            while !payload.is_empty() {
+                let name = take_str(letter, &mut payload, "string without NUL")?;
+                let value = take_str(letter, &mut payload, "string without NUL")?;
                 macros.push((name, value));
             }
             Command::Macro { stage, macros }
@@ -515,7 +516,8 @@ fn take_str(letter: u8, payload: &mut Bytes, reason: &'static str) -> Result<Byt
 /// strings cost 16 times its size. Real MTAs send a few dozen.
 pub const MAX_STRINGS: usize = 1024;
 
-fn split_strings(letter: u8, mut payload: Bytes) -> Result<Vec<Bytes>, FrameError> {
+/// How many NUL-terminated strings `payload` holds, at most [`MAX_STRINGS`].
+fn string_count(letter: u8, payload: &[u8]) -> Result<usize, FrameError> {
     let count = payload.iter().filter(|b| **b == 0).count();
     if count > MAX_STRINGS {
         return Err(malformed(
@@ -523,7 +525,11 @@ fn split_strings(letter: u8, mut payload: Bytes) -> Result<Vec<Bytes>, FrameErro
             "more than 1024 strings (macros or arguments) in one packet",
         ));
     }
-    let mut out = Vec::with_capacity(count);
+    Ok(count)
+}
+
+fn split_strings(letter: u8, mut payload: Bytes) -> Result<Vec<Bytes>, FrameError> {
+    let mut out = Vec::with_capacity(string_count(letter, &payload)?);
     while !payload.is_empty() {
         out.push(take_str(letter, &mut payload, "string without NUL")?);
     }

@@ -178,13 +178,16 @@ impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
                 return Ok(Some(packet));
             }
             self.flush().await?;
-            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(Instant::now())) {
+            // One clock reading per wait, for the rate and the idle deadline.
+            let mut now = Instant::now();
+            if let Some(wait) = self.rate.as_mut().and_then(|r| r.wait(now)) {
                 tokio::time::sleep(wait).await;
                 if let Some(r) = &mut self.rate {
                     r.slowed = true;
                 }
                 // Our own wait is not the peer's idleness.
                 deadline = deadline.map(|d: Instant| d + wait);
+                now += wait;
             }
             let want = missing_bytes(&self.read).clamp(INITIAL_READ, READ_STEP);
             // Between packets, with nothing to read yet: give the buffers
@@ -203,7 +206,7 @@ impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
             let n = match self.idle_timeout {
                 Some(t) => {
                     // Started after the flush: the peer's time begins once it has our reply.
-                    let at = *deadline.get_or_insert_with(|| Instant::now() + t);
+                    let at = *deadline.get_or_insert(now + t);
                     // One timer per connection, armed at an earlier or this
                     // packet's deadline: deadlines only move forward, so a
                     // timer that fires early is re-armed once per

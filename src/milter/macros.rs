@@ -6,8 +6,6 @@
 //! from MAIL are both visible at RCPT. ABORT clears nothing: the next MAIL's
 //! macros overwrite the MAIL slot.
 
-use bytes::Bytes;
-
 use super::protocol::cmd;
 
 /// Stage letters in protocol order; the slot index is the position here.
@@ -33,17 +31,74 @@ pub(crate) fn bare(name: &[u8]) -> &[u8] {
     }
 }
 
+/// The macros one stage's `D` packet left: each pair as a 4-byte name
+/// length, the name, a 4-byte value length and the value, in one buffer
+/// that the next packet of the stage reuses (a transaction stores its
+/// macros without allocating).
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    buf: Vec<u8>,
+    pairs: usize,
+}
+
+/// A slot that held more than this gives its memory back when cleared:
+/// an idle connection keeps only a small buffer per stage.
+const KEPT_SLOT_CAPACITY: usize = 1024;
+
+impl Slot {
+    fn clear(&mut self) {
+        if self.buf.capacity() > KEPT_SLOT_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        self.pairs = 0;
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        for part in [name, value] {
+            self.buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(part);
+        }
+        self.pairs += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = &self.buf[..];
+        let mut take = move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (part, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            rest = tail;
+            Some(part)
+        };
+        std::iter::from_fn(move || Some((take()?, take()?)))
+    }
+
+    /// Bytes of names and values, without the lengths.
+    fn bytes(&self) -> usize {
+        self.buf.len() - 8 * self.pairs
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct MacroStore {
-    slots: [Vec<(Bytes, Bytes)>; 7],
+    slots: [Slot; 7],
 }
 
 impl MacroStore {
-    /// Store the macros of one `D` packet. Stages without a slot (U, L, B) are
-    /// ignored, as libmilter does.
-    pub fn set(&mut self, stage: u8, macros: Vec<(Bytes, Bytes)>) {
+    /// Store the macros of one `D` packet, replacing the stage's earlier
+    /// ones. Stages without a slot (U, L, B) are ignored, as libmilter does.
+    pub fn set<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        stage: u8,
+        macros: impl IntoIterator<Item = (N, V)>,
+    ) {
         if let Some(i) = slot(stage) {
-            self.slots[i] = macros;
+            let slot = &mut self.slots[i];
+            slot.clear();
+            for (n, v) in macros {
+                slot.push(n.as_ref(), v.as_ref());
+            }
         }
     }
 
@@ -67,7 +122,7 @@ impl MacroStore {
 
     /// Bytes of names and values held.
     pub fn bytes(&self) -> usize {
-        self.slots.iter().flatten().map(|(n, v)| n.len() + v.len()).sum()
+        self.slots.iter().map(Slot::bytes).sum()
     }
 
     pub fn clear(&mut self) {
@@ -77,19 +132,24 @@ impl MacroStore {
     }
 
     /// Value of macro `name` (with or without braces), latest stage first.
-    pub fn get(&self, name: &str) -> Option<&Bytes> {
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
         let wanted = bare(name.as_bytes());
         self.slots
             .iter()
             .rev()
             .flat_map(|s| s.iter())
-            .find(|(n, _)| bare(n) == wanted)
+            // The first byte first: most names differ there, and a slice
+            // comparison is a call to memcmp.
+            .find(|(n, _)| {
+                let n = bare(n);
+                n.first() == wanted.first() && n == wanted
+            })
             .map(|(_, v)| v)
     }
 
     /// Value as text; non-UTF-8 bytes are replaced (values are opaque bytes on the wire).
     pub fn get_str(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        self.get(name).map(|v| String::from_utf8_lossy(v))
+        self.get(name).map(String::from_utf8_lossy)
     }
 
     /// Names of all macros currently known, for diagnostics.
@@ -105,6 +165,7 @@ impl MacroStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn pair(n: &'static str, v: &'static str) -> (Bytes, Bytes) {
         (Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()))
@@ -133,6 +194,25 @@ mod tests {
         assert!(m.get("j").is_some());
     }
 
+    /// Replacing and clearing reuse a slot's buffer; a large one is given
+    /// back; the byte count is names and values.
+    #[test]
+    fn slots_count_their_bytes_and_keep_only_small_buffers() {
+        let mut m = MacroStore::default();
+        m.set(b'M', vec![pair("{auth_authen}", "alice"), pair("i", "")]);
+        assert_eq!(m.bytes(), "{auth_authen}alicei".len());
+        assert_eq!(m.get("i"), Some(&b""[..]));
+        m.set(b'M', [(b"x".as_slice(), vec![b'v'; 5000])]);
+        assert_eq!((m.bytes(), m.get("x").map(<[u8]>::len)), (5001, Some(5000)));
+        assert!(m.get("auth_authen").is_none());
+        m.clear_after(b'H');
+        assert_eq!(m.bytes(), 0);
+        assert_eq!(m.slots[2].buf.capacity(), 0, "a large buffer is given back");
+        m.set(b'M', vec![pair("a", "b")]);
+        m.clear_stage(b'M');
+        assert!(m.slots[2].buf.capacity() > 0, "a small one is kept");
+    }
+
     #[test]
     fn unknown_stage_is_ignored() {
         let mut m = MacroStore::default();
@@ -145,7 +225,7 @@ mod tests {
     fn replacing_a_stage_drops_its_old_values() {
         let mut m = MacroStore::default();
         m.set(b'M', vec![pair("{auth_authen}", "alice")]);
-        m.set(b'M', vec![]);
+        m.set(b'M', Vec::<(&str, &str)>::new());
         assert!(
             m.get("auth_authen").is_none(),
             "second MAIL without AUTH is anonymous"

@@ -204,35 +204,18 @@ impl<H: Handler> Session<H> {
     }
 
     /// Keep the wanted macros of one `D` packet, each once (the last value
-    /// wins), in allocations of their own so the read buffer is not pinned.
-    fn store_macros(&mut self, stage: u8, mut macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
+    /// wins), copied into the stage's own buffer so the read buffer is not
+    /// pinned.
+    fn store_macros(&mut self, stage: u8, macros: Vec<(Bytes, Bytes)>) -> Result<(), SessionError> {
+        use super::macros::bare;
         let wanted = &self.wanted;
-        macros.retain(|(n, _)| wanted.iter().any(|w| w[..] == *super::macros::bare(n)));
-        // A name sent twice: the last value wins (lookups take the first).
-        let mut i = macros.len();
-        while i > 0 {
-            i -= 1;
-            let bare = super::macros::bare(&macros[i].0);
-            if macros[i + 1..]
-                .iter()
-                .any(|(n, _)| super::macros::bare(n) == bare)
-            {
-                macros.remove(i);
-            }
-        }
-        // One small allocation for all kept pairs of the packet.
-        let mut buf = bytes::BytesMut::with_capacity(macros.iter().map(|(n, v)| n.len() + v.len()).sum());
-        for (n, v) in &macros {
-            buf.extend_from_slice(n);
-            buf.extend_from_slice(v);
-        }
-        let mut buf = buf.freeze();
-        for (n, v) in macros.iter_mut() {
-            *n = buf.split_to(n.len());
-            *v = buf.split_to(v.len());
-        }
-        macros.shrink_to_fit();
-        self.macros.set(stage, macros);
+        let kept = macros.iter().enumerate().filter(|(i, (n, _))| {
+            // A name sent twice: the last value wins (lookups take the
+            // first). Only wanted names are compared with the rest.
+            wanted.iter().any(|w| w[..] == *bare(n))
+                && !macros[i + 1..].iter().any(|(m, _)| bare(m) == bare(n))
+        });
+        self.macros.set(stage, kept.map(|(_, (n, v))| (n, v)));
         self.check_budget()
     }
 

@@ -250,7 +250,29 @@ impl<T> Pipe for T {}
 
 fn atext(c: char) -> bool {
     // RFC 5321 atext; non-ASCII as RFC 6531 (SMTPUTF8) allows.
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '!' | '#'
+                | '$'
+                | '%'
+                | '&'
+                | '\''
+                | '*'
+                | '+'
+                | '-'
+                | '/'
+                | '='
+                | '?'
+                | '^'
+                | '_'
+                | '`'
+                | '{'
+                | '|'
+                | '}'
+                | '~'
+        )
+        || (!c.is_ascii() && !c.is_control())
 }
 
 fn dot_atom(s: &str) -> bool {
