@@ -163,3 +163,50 @@ async fn a_changed_config_changes_exactly_the_decisions_it_should() {
     let (code, _) = replay(&candidate, &journal);
     assert_eq!(code, Some(1));
 }
+
+/// A recipient the MTA resolved to another address (`{rcpt_addr}`, logged
+/// as `mta_recipient`) is replayed with that view too: with `mta_view =
+/// "enforce"` the stricter of the two decided, and decides again.
+#[test]
+fn the_mtas_view_of_a_recipient_is_replayed() {
+    let config = example_config(ANY_PORT, "format = \"json\"\naccepted = true");
+    assert!(config.contains("mta_view = \"enforce\""));
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("same.toml");
+    std::fs::write(&same, &config).unwrap();
+    // An anonymous client typed a plain local address that the MTA
+    // rewrote to the restricted list (an alias): refused as the list.
+    let line = |mta: &str| {
+        serde_json::json!({
+            "timestamp": "2026-12-08T05:00:00.000000Z",
+            "level": "INFO",
+            "message": "rejected",
+            "queue_id": "Q1",
+            "listener": "bridgehead",
+            "client": "198.51.100.7",
+            "login": "",
+            "sender": "someone@partner.example",
+            "recipient": "staff-alias@example.com",
+            "mta_recipient": mta,
+            "rule": "recipient_require_authenticated",
+            "path": "",
+            "reply": "550 5.7.1 <staff-alias@example.com>: Authentication required to send to this recipient",
+            "action": "reject",
+            "config_version": 1
+        })
+        .to_string()
+    };
+    let log = dir.path().join("alias.log");
+    std::fs::write(&log, line("all-staff@example.com") + "\n").unwrap();
+    let (code, out) = replay(&same, &log);
+    assert_eq!(code, Some(0), "the same decision again: {out}");
+    // The same line without the MTA's view is the typed address alone,
+    // which is open: replay would call that a change.
+    std::fs::write(&log, line("") + "\n").unwrap();
+    let (code, out) = replay(&same, &log);
+    // The JSON object, then the warning that the log has no accepted decision.
+    let first = out.lines().next().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(v["changed"][0]["after"]["action"], "accept", "{out}");
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::enforcer::{self, Envelope, Snapshot};
-use crate::policy::{ListenerId, Policy};
+use crate::policy::{Address, ListenerId, Policy};
 
 /// The log to replay.
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,9 @@ struct Logged {
     sender: String,
     /// `None`: a MAIL-stage decision.
     recipient: Option<String>,
+    /// Where the MTA said the recipient goes, when it differs from what
+    /// was typed: judged too, as the live session judged it.
+    mta_recipient: Option<String>,
     queue_id: String,
     outcome: Outcome,
 }
@@ -73,6 +76,7 @@ impl Logged {
             login: non_empty("login"),
             sender,
             recipient: non_empty("recipient"),
+            mta_recipient: non_empty("mta_recipient"),
             queue_id: text("queue_id").unwrap_or_default(),
             outcome: Outcome {
                 action: text("action")?,
@@ -90,6 +94,7 @@ impl Logged {
             "login": self.login,
             "sender": self.sender,
             "recipient": self.recipient,
+            "mta_recipient": self.mta_recipient,
         })
     }
 
@@ -105,6 +110,9 @@ impl Logged {
         match &self.recipient {
             Some(r) => s.push_str(&format!(" rcpt={r}")),
             None => s.push_str(" (MAIL)"),
+        }
+        if let Some(m) = &self.mta_recipient {
+            s.push_str(&format!(" mta_rcpt={m}"));
         }
         s
     }
@@ -130,8 +138,13 @@ async fn decide_again(snap: &Snapshot, logged: &Logged) -> Result<Outcome, Strin
         login: logged.login.as_deref(),
         sender: sender.as_ref(),
     };
-    let rcpts: Vec<String> = logged.recipient.iter().cloned().collect();
-    let x = enforcer::explain(snap, id, &env, &rcpts).await;
+    // The MTA's view as logged (its display form reads back as itself).
+    let mta = logged.mta_recipient.as_deref().map(|m| match Address::parse(m) {
+        Ok(Some(a)) => a,
+        _ => Address::from_mta(m),
+    });
+    let rcpts = logged.recipient.as_deref().map(|r| (r, mta));
+    let x = enforcer::explain_views(snap, id, &env, rcpts).await;
     let (decision, shown) = match x.rcpts.first() {
         Some(j) => (&j.decision, Some(&j.shown)),
         None => (&x.mail, None),
@@ -144,43 +157,61 @@ async fn decide_again(snap: &Snapshot, logged: &Logged) -> Result<Outcome, Strin
     })
 }
 
-fn read_log(args: &ReplayArgs) -> Result<Vec<Logged>, String> {
-    let reader: Box<dyn BufRead> = if args.log.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(&args.log).map_err(|e| format!("{}: {e}", args.log.display()))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line.map_err(|e| format!("{}: {e}", args.log.display()))?;
-        out.extend(Logged::parse(&line));
+fn open_log(args: &ReplayArgs) -> Result<Box<dyn BufRead>, String> {
+    if args.log.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
     }
-    Ok(out)
+    let f = std::fs::File::open(&args.log).map_err(|e| format!("{}: {e}", args.log.display()))?;
+    Ok(Box::new(std::io::BufReader::new(f)))
+}
+
+/// What the replay found: counts, and only the decisions that change (a
+/// log is read line by line, never held whole).
+#[derive(Default)]
+struct Findings {
+    envelopes: usize,
+    accepted: usize,
+    changed: Vec<(Logged, Outcome)>,
+    by_rule: BTreeMap<String, usize>,
+    errors: Vec<String>,
+}
+
+async fn replay_log(snap: &Snapshot, log: Box<dyn BufRead>, name: &str) -> Result<Findings, String> {
+    let mut found = Findings::default();
+    for line in log.lines() {
+        let line = line.map_err(|e| format!("{name}: {e}"))?;
+        let Some(l) = Logged::parse(&line) else { continue };
+        found.envelopes += 1;
+        if l.outcome.action == "accept" {
+            found.accepted += 1;
+        }
+        match decide_again(snap, &l).await {
+            Ok(after) if after != l.outcome => {
+                *found
+                    .by_rule
+                    .entry(format!(
+                        "{} {} -> {} {}",
+                        l.outcome.action, l.outcome.rule, after.action, after.rule
+                    ))
+                    .or_default() += 1;
+                found.changed.push((l, after));
+            }
+            Ok(_) => {}
+            Err(e) => found.errors.push(format!("{}: {e}", l.describe())),
+        }
+    }
+    Ok(found)
 }
 
 pub fn replay(config: &Config, args: &ReplayArgs) -> ExitCode {
-    let logged = match read_log(args) {
+    let name = args.log.display().to_string();
+    let log = match open_log(args) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("gatehouse: {e}");
             return ExitCode::from(2);
         }
     };
-    // Nothing to replay is not "nothing changes": a text log, or the wrong file.
-    if logged.is_empty() {
-        eprintln!(
-            "gatehouse: {}: no decision lines (gatehouse writes them with [log] format = \"json\")",
-            args.log.display()
-        );
-        return ExitCode::from(2);
-    }
-    if !logged.iter().any(|l| l.outcome.action == "accept") {
-        eprintln!(
-            "gatehouse: warning: {} has no accepted decisions ([log] accepted = true): a candidate that refuses what was accepted goes unseen",
-            args.log.display()
-        );
-    }
     let directory = match super::directory(config) {
         Ok(d) => d,
         Err(_) => return ExitCode::from(2),
@@ -189,29 +220,35 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> ExitCode {
         policy: config.policy.clone(),
         directory,
     };
-    let mut changed = Vec::new();
-    let mut errors = Vec::new();
-    let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
-    super::block_on(async {
-        for l in &logged {
-            match decide_again(&snap, l).await {
-                Ok(after) if after != l.outcome => {
-                    *by_rule
-                        .entry(format!(
-                            "{} {} -> {} {}",
-                            l.outcome.action, l.outcome.rule, after.action, after.rule
-                        ))
-                        .or_default() += 1;
-                    changed.push((l, after));
-                }
-                Ok(_) => {}
-                Err(e) => errors.push(format!("{}: {e}", l.describe())),
-            }
+    let found = match super::block_on(replay_log(&snap, log, &name)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
         }
-    });
+    };
+    // Nothing to replay is not "nothing changes": a text log, or the wrong file.
+    if found.envelopes == 0 {
+        eprintln!(
+            "gatehouse: {name}: no decision lines (gatehouse writes them with [log] format = \"json\")"
+        );
+        return ExitCode::from(2);
+    }
+    if found.accepted == 0 {
+        eprintln!(
+            "gatehouse: warning: {name} has no accepted decisions ([log] accepted = true): a candidate that refuses what was accepted goes unseen"
+        );
+    }
+    let Findings {
+        envelopes,
+        changed,
+        by_rule,
+        errors,
+        ..
+    } = found;
     if args.json {
         let out = json!({
-            "envelopes": logged.len(),
+            "envelopes": envelopes,
             "changed": changed.iter().map(|(l, after)| json!({
                 "envelope": l.envelope_json(),
                 "before": l.outcome.to_json(),
@@ -224,7 +261,7 @@ pub fn replay(config: &Config, args: &ReplayArgs) -> ExitCode {
     } else {
         println!(
             "{} decision(s) replayed against {}: {} would change",
-            logged.len(),
+            envelopes,
             config.path.display(),
             changed.len()
         );

@@ -757,6 +757,18 @@ pub async fn explain(
     env: &Envelope<'_>,
     rcpts: &[String],
 ) -> Explanation {
+    explain_views(snapshot, listener, env, rcpts.iter().map(|r| (r.as_str(), None))).await
+}
+
+/// [`explain`] with each recipient's view of the MTA too (where it said
+/// the recipient goes, when that differs from what was typed), judged as
+/// a live session judges both: `gatehouse replay` passes the logged one.
+pub async fn explain_views<'r>(
+    snapshot: &Snapshot,
+    listener: ListenerId,
+    env: &Envelope<'_>,
+    rcpts: impl IntoIterator<Item = (&'r str, Option<Address>)>,
+) -> Explanation {
     let policy = &*snapshot.policy;
     let subject = resolve_subject(
         &snapshot.directory,
@@ -776,8 +788,8 @@ pub async fn explain(
             sender: env.sender,
             decision: &mail,
         };
-        for r in rcpts {
-            judged.push(judge_rcpt(snapshot, l, &stage, r, None).await);
+        for (r, mta) in rcpts {
+            judged.push(judge_rcpt(snapshot, l, &stage, r, mta).await);
         }
     }
     Explanation {
