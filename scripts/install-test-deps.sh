@@ -25,6 +25,7 @@ declare -A NEED=(
     [script]=bsdutils      # gives a failing postfix command a tty for its message
     [shellcheck]=shellcheck # lints every script of the repository (scripts/test.sh)
     [gcc]=gcc              # compiles bench/noop-milter.c for the benchmark smoke run
+    [jq]=jq                # reads gatehouse's JSON log and replay's output in the e2e suite
     # Active Directory tests (tests/ad): a Samba AD domain controller.
     [samba]=samba-ad-dc
     [samba-tool]=samba-common-bin # provisions the test domain

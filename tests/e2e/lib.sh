@@ -46,6 +46,13 @@
 #                            bridgehead's trusted_networks =
 #                            ["127.0.0.2/32"] (swaks --local-interface
 #                            127.0.0.2 is a trusted client).
+#   gatehouse_config FILE record   the same with the JSON log of every
+#                            decision, accepted ones too ([log] format =
+#                            "json", accepted = true): the recording
+#                            tests/e2e/replay.sh replays. (Not for
+#                            bench/postfix.sh: it would measure the log.)
+#   gh_logged JQ-CONDITION   true when a JSON line of $GH_LOG satisfies the
+#                            jq condition (e.g. '.rule == "relay"').
 #   start_gatehouse CONFIG   runs $GH_BIN in the background (PID $GH_PID,
 #                            log appended to $GH_LOG) and waits for its
 #                            "listening" log line. stop_gatehouse stops it.
@@ -286,7 +293,11 @@ stop_slapd() { "$E2E_REPO/tests/ldap/slapd.sh" stop "$LDAP_DIR"; }
 # ldap_example_config builds it: the part from "[directory]" up to
 # "[domains]" is replaced by the LDAP directory and a short cache.
 gatehouse_config() {
-    local out=$1 secret=$E2E_ROOT/gatehouse.secret
+    local out=$1 record=${2:-} secret=$E2E_ROOT/gatehouse.secret
+    local -a log_format=()
+    if [ "$record" = record ]; then
+        log_format=(-e 's|^format = "text"$|format = "json"|' -e 's|^accepted = false$|accepted = true|')
+    fi
     GH_PORT=${GH_PORT:-$(free_port)}
     GH_MILTER=inet:127.0.0.1:$GH_PORT
     GH_POLICY_PORT=${GH_POLICY_PORT:-$(free_port)}
@@ -322,6 +333,7 @@ gatehouse_config() {
               -e 's|^trusted_networks = \["10.0.0.0/8"\]|trusted_networks = ["127.0.0.2/32"]|' \
               -e "s|^listen = \[\] .*\$|listen = [\"$GH_POLICY\"]|" \
               -e 's|^local_delivery_domains = \[\] .*$|local_delivery_domains = ["mx.example.com"]|' \
+              ${log_format[@]+"${log_format[@]}"} \
               >"$out"
     printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$GH_METRICS_PORT" >>"$out"
     grep -q "^listen = \[\"$GH_MILTER\"\]" "$out" || { echo "e2e: listen not substituted in $out" >&2; return 1; }
@@ -329,6 +341,17 @@ gatehouse_config() {
     grep -q '^backend = "ldap"' "$out" || { echo "e2e: [directory] not replaced in $out" >&2; return 1; }
     grep -q "^listen = \[\"$GH_POLICY\"\]" "$out" || { echo "e2e: policy_service listen not substituted in $out" >&2; return 1; }
     grep -q '^local_delivery_domains = \["mx.example.com"\]' "$out" || { echo "e2e: local_delivery_domains not substituted in $out" >&2; return 1; }
+    if [ "$record" = record ]; then
+        if ! grep -q '^format = "json"$' "$out" || ! grep -q '^accepted = true$' "$out"; then
+            echo "e2e: [log] format/accepted not substituted in $out" >&2
+            return 1
+        fi
+    fi
+}
+
+gh_logged() {
+    # (jq 1.6's any/2 misses matches behind `fromjson?`: limit/2 does not.)
+    jq -Rne "[limit(1; inputs | fromjson? | select($1))] | length > 0" <"$GH_LOG" >/dev/null
 }
 
 # scrape_metrics: gatehouse's /metrics page (bash's /dev/tcp: no curl).
@@ -407,14 +430,14 @@ start_gatehouse() {
 }
 
 # gatehouse_listens FROM SOCKET...: the log from line FROM on says
-# "listening" for every SOCKET.
+# "listening" for every SOCKET (text or JSON log).
 gatehouse_listens() {
     local from=$1 socket lines
     shift
     # A blank after each line: a unix socket's line ends with its name.
     lines=$(tail -n +"$from" "$GH_LOG" | grep 'listening' | sed 's/$/ /')
     for socket in "$@"; do
-        grep -qF "socket=$socket " <<<"$lines" || return 1
+        grep -qF -e "socket=$socket " -e "\"socket\":\"$socket\"" <<<"$lines" || return 1
     done
 }
 
@@ -453,7 +476,7 @@ sink_has() {
 
 e2e_start_shared() {
     start_slapd || e2e_fatal "slapd did not start"
-    gatehouse_config "$E2E_ROOT/gatehouse.toml" || e2e_fatal "gatehouse config"
+    gatehouse_config "$E2E_ROOT/gatehouse.toml" record || e2e_fatal "gatehouse config"
     start_gatehouse "$E2E_ROOT/gatehouse.toml" || e2e_fatal "gatehouse did not start"
     start_sink || e2e_fatal "smtp-sink did not start"
     e2e_log "slapd $LDAP_URL, gatehouse $GH_MILTER and policy service $GH_POLICY (PID $GH_PID), smtp-sink 127.0.0.1:$SINK_PORT"

@@ -11,7 +11,8 @@
 # milter, again as a policy service, compares the two (postfix_parity),
 # and, when
 # tests/e2e/sendmail.sh exists, the Sendmail suite (function
-# sendmail_suite). Prints one line per case (`ok   NAME` / `FAIL NAME`),
+# sendmail_suite), then replays gatehouse's recording of them all
+# (tests/e2e/replay.sh). Prints one line per case (`ok   NAME` / `FAIL NAME`),
 # then "N passed, M failed"; exits 1 when a case failed.
 #
 # Environment: GATEHOUSE_BIN (default target/debug/gatehouse), E2E_KEEP=1
@@ -39,6 +40,10 @@ if [ -f "$here/sendmail.sh" ]; then
     . "$here/sendmail.sh"
     sendmail_suite
 fi
+
+# shellcheck source=tests/e2e/replay.sh
+. "$here/replay.sh"
+replay_suite
 
 # shellcheck source=tests/e2e/ad.sh
 . "$here/ad.sh"

@@ -355,7 +355,7 @@ sendmail_suite() {
     n=sendmail-submission-anonymous
     smtp_case "$n" --port "$sub" --from sendmail-anonymous@partner.example --to carol@example.com \
         --expect mail '530 5.7.0 Authentication required'
-    check "$n: refused by gatehouse" grep -q 'listener="submission".*sender=sendmail-anonymous@partner.example.*rule="anonymous_access"' "$GH_LOG"
+    check "$n: refused by gatehouse" gh_logged '.listener == "submission" and .sender == "sendmail-anonymous@partner.example" and .rule == "anonymous_access"'
 
     n=sendmail-submission-not-in-mail-senders
     smtp_case "$n" --port "$sub" --auth carol --from carol@example.com --to alice@example.com \
