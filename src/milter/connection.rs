@@ -12,7 +12,7 @@
 //! the daemon a bounded share of CPU and other sessions keep their latency.
 
 use std::io;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -90,8 +90,45 @@ async fn read_into<S: AsyncRead + WaitReadable + Unpin>(
     if wait_first {
         std::future::poll_fn(|cx| stream.poll_readable(cx)).await?;
     }
+    if buf.capacity() == 0 {
+        *buf = spare::take();
+    }
     buf.reserve(want);
     stream.read_buf(buf).await
+}
+
+/// Buffers that connections waiting for their peer gave back, kept by
+/// each worker thread for the next connection that reads or answers: a
+/// round trip costs no allocation, and idle connections hold no buffers.
+/// At most [`spare::KEPT`] small buffers per thread.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    pub const KEPT: usize = 64;
+    /// Larger buffers (a big packet's) are freed, not kept.
+    const LARGEST: usize = 4096;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn take() -> BytesMut {
+        SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+
+    pub fn give(mut buf: BytesMut) {
+        if buf.capacity() == 0 || buf.capacity() > LARGEST {
+            return;
+        }
+        buf.clear();
+        SPARE.with_borrow_mut(|spare| {
+            if spare.len() < KEPT {
+                spare.push(buf);
+            }
+        });
+    }
 }
 
 /// Token bucket over the bytes read.
@@ -190,18 +227,13 @@ impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
                 now += wait;
             }
             let want = missing_bytes(&self.read).clamp(INITIAL_READ, READ_STEP);
-            // Between packets, with nothing to read yet: give the buffers
-            // back and wait for the peer without them. (Asked once without
-            // waiting first: in a transaction the next command is often
-            // there already, and the buffers are kept.)
-            let wait_first = self.read.is_empty()
-                && self
-                    .stream
-                    .poll_readable(&mut Context::from_waker(Waker::noop()))
-                    .is_pending();
+            // Between packets: give the buffers back and wait for the peer
+            // without them (a connection waiting for its MTA holds none; a
+            // packet already there is read at once, with a spare buffer).
+            let wait_first = self.read.is_empty();
             if wait_first {
-                self.read = BytesMut::new();
-                self.write = BytesMut::new();
+                spare::give(std::mem::take(&mut self.read));
+                spare::give(std::mem::take(&mut self.write));
             }
             let n = match self.idle_timeout {
                 Some(t) => {
@@ -259,11 +291,20 @@ impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
     }
 
     pub fn queue_reply(&mut self, reply: &Reply) {
+        self.writable();
         encode_reply(reply, &mut self.write);
     }
 
     pub fn queue_command(&mut self, command: &Command) {
+        self.writable();
         encode_command(command, &mut self.write);
+    }
+
+    /// A write buffer to queue into: a spare one when it was given back.
+    fn writable(&mut self) {
+        if self.write.capacity() == 0 {
+            self.write = spare::take();
+        }
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
@@ -294,6 +335,7 @@ impl<S: AsyncRead + AsyncWrite + WaitReadable + Unpin> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
     /// An idle connection holds no buffers: after a packet and its reply,
     /// the wait for the next packet gives them back; a packet already
