@@ -385,3 +385,42 @@ async fn policy_delegation_drops_a_slow_request_at_its_deadline() {
     idle.closed().await.unwrap();
     assert_eq!(started.elapsed().as_secs(), 330, "idle_timeout");
 }
+
+/// A macro sent twice in one packet, in either spelling (`x`, `{x}`):
+/// the last value is the one decided on, as libmilter keeps it.
+#[tokio::test]
+async fn a_macro_sent_twice_counts_with_its_last_value() {
+    let (e, _, c) = enforcer("");
+    let (mut mta, _) = session(&e, &c.server, "submission").await;
+    let twice = |first: &str, last: &str| Envelope {
+        mail_macros: vec![
+            ("{auth_authen}".into(), first.into()),
+            ("i".into(), "Q1".into()),
+            ("auth_authen".into(), last.into()),
+        ],
+        sender: "alice@example.com".into(),
+        recipients: vec!["v@elsewhere.example".into()],
+    };
+    // alice, then nothing: anonymous on submission.
+    let r = mta.transaction(&twice("alice", "")).await.unwrap();
+    assert_eq!(code(&r.mail), "530", "{r:?}");
+    // nothing, then alice: alice, who may relay.
+    let r = mta.transaction(&twice("", "alice")).await.unwrap();
+    assert_eq!(
+        (r.mail.clone(), r.rcpts[0].clone()),
+        (Some(Reply::Continue), Some(Reply::Continue)),
+        "{r:?}"
+    );
+    // bob, then alice, then (next transaction) none at all: no login left over.
+    let r = mta.transaction(&twice("bob", "alice")).await.unwrap();
+    assert_eq!(r.rcpts[0], Some(Reply::Continue), "{r:?}");
+    let r = mta
+        .transaction(&Envelope {
+            mail_macros: vec![],
+            sender: "alice@example.com".into(),
+            recipients: vec!["v@elsewhere.example".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(code(&r.mail), "530", "{r:?}");
+}

@@ -138,11 +138,11 @@ async fn decide_again(snap: &Snapshot, logged: &Logged) -> Result<Outcome, Strin
         login: logged.login.as_deref(),
         sender: sender.as_ref(),
     };
-    // The MTA's view as logged (its display form reads back as itself).
-    let mta = logged.mta_recipient.as_deref().map(|m| match Address::parse(m) {
-        Ok(Some(a)) => a,
-        _ => Address::from_mta(m),
-    });
+    // The MTA's view, read back from its display form as the session read
+    // the MTA's macro. (A view the session could only keep as written, such
+    // as a domain with a trailing dot after a doubled one, may read back
+    // tidier than it was judged.)
+    let mta = logged.mta_recipient.as_deref().map(Address::from_mta);
     let rcpts = logged.recipient.as_deref().map(|r| (r, mta));
     let x = enforcer::explain_views(snap, id, &env, rcpts).await;
     let (decision, shown) = match x.rcpts.first() {

@@ -55,9 +55,14 @@ impl Slot {
         self.pairs = 0;
     }
 
+    /// One pair. (A part over 4 GiB cannot come from the wire, whose
+    /// packets are at most 64 MiB; it would not be kept.)
     fn push(&mut self, name: &[u8], value: &[u8]) {
-        for part in [name, value] {
-            self.buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        let (Ok(n), Ok(v)) = (u32::try_from(name.len()), u32::try_from(value.len())) else {
+            return;
+        };
+        for (len, part) in [(n, name), (v, value)] {
+            self.buf.extend_from_slice(&len.to_le_bytes());
             self.buf.extend_from_slice(part);
         }
         self.pairs += 1;
@@ -67,7 +72,7 @@ impl Slot {
         let mut rest = &self.buf[..];
         let mut take = move || {
             let (len, tail) = rest.split_first_chunk::<4>()?;
-            let (part, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            let (part, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
             rest = tail;
             Some(part)
         };
@@ -95,9 +100,15 @@ impl MacroStore {
     ) {
         if let Some(i) = slot(stage) {
             let slot = &mut self.slots[i];
-            slot.clear();
+            slot.buf.clear();
+            slot.pairs = 0;
             for (n, v) in macros {
                 slot.push(n.as_ref(), v.as_ref());
+            }
+            // What doubling left beyond a large stage's pairs is given back:
+            // a connection holds what it was sent, not twice that.
+            if slot.buf.capacity() > KEPT_SLOT_CAPACITY {
+                slot.buf.shrink_to_fit();
             }
         }
     }
@@ -204,6 +215,10 @@ mod tests {
         assert_eq!(m.get("i"), Some(&b""[..]));
         m.set(b'M', [(b"x".as_slice(), vec![b'v'; 5000])]);
         assert_eq!((m.bytes(), m.get("x").map(<[u8]>::len)), (5001, Some(5000)));
+        assert!(
+            m.slots[2].buf.capacity() <= 5009 + 64,
+            "held as sent, not doubled"
+        );
         assert!(m.get("auth_authen").is_none());
         m.clear_after(b'H');
         assert_eq!(m.bytes(), 0);

@@ -49,6 +49,8 @@ replay_suite() {
     check "replay: the suites recorded decisions, accepted ones too" \
         gh_logged '.message == "accepted" and .recipient != ""'
     check "replay: outages recorded (tempfails)" [ "$tempfails" -gt 0 ]
+    check "replay: decisions with the MTA's own view of a recipient recorded" \
+        gh_logged '.message == "rejected" and .mta_recipient != ""'
 
     # 1. The running configuration.
     n="replay: same configuration"
@@ -93,7 +95,10 @@ replay_suite() {
     check "$n: counted by rule" [ "$(jq '.by_rule["accept recipient_accept_from -> reject recipient_reject_from"]' "$dir/candidate.json")" \
         = "$(wc -l <"$dir/alice.expected")" ]
 
-    # The text report says the same count.
+    # The text report: the same exit status and count.
     "$GH_BIN" --config "$dir/candidate.toml" replay "$dir/recorded.log" >"$dir/candidate.txt" 2>&1
-    check "$n: text report" grep -q "would change" "$dir/candidate.txt"
+    rc=$?
+    check "$n: text report, exit 1" [ "$rc" = 1 ]
+    check "$n: text report, the same count" \
+        grep -q "^$decisions decision(s) replayed against .*: $(wc -l <"$dir/candidate.expected") would change$" "$dir/candidate.txt"
 }
