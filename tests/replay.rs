@@ -27,6 +27,13 @@ async fn submit(g: &Gatehouse, login: Option<&str>, daemon: &str, from: &str, to
     }
 }
 
+/// The JSON object `replay --json` printed: its first line (a warning on
+/// stderr may follow).
+fn report(out: &str) -> serde_json::Value {
+    let first = out.lines().next().unwrap_or_default();
+    serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 fn replay(config: &std::path::Path, log: &std::path::Path) -> (Option<i32>, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("--config")
@@ -106,7 +113,7 @@ async fn a_changed_config_changes_exactly_the_decisions_it_should() {
     let same = dir.path().join("same.toml");
     std::fs::write(&same, &config).unwrap();
     let (code, out) = replay(&same, &log);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v = report(&out);
     assert_eq!((code, v["envelopes"].as_u64()), (Some(0), Some(8)), "{out}");
     assert_eq!(v["changed"].as_array().map(Vec::len), Some(0), "{out}");
 
@@ -122,7 +129,7 @@ async fn a_changed_config_changes_exactly_the_decisions_it_should() {
     .unwrap();
     let (code, out) = replay(&candidate, &log);
     assert_eq!(code, Some(1), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v = report(&out);
     let changed = v["changed"].as_array().unwrap();
     assert_eq!(changed.len(), 1, "{out}");
     let c = &changed[0];
@@ -204,9 +211,7 @@ fn the_mtas_view_of_a_recipient_is_replayed() {
     // which is open: replay would call that a change.
     std::fs::write(&log, line("") + "\n").unwrap();
     let (code, out) = replay(&same, &log);
-    // The JSON object, then the warning that the log has no accepted decision.
-    let first = out.lines().next().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v = report(&out);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(v["changed"][0]["after"]["action"], "accept", "{out}");
 }

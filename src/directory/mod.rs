@@ -261,12 +261,8 @@ impl ResolvedUser {
             }
             let path: Arc<[String]> = Arc::from(vec![login.to_string(), g.to_string()]);
             if is_dn_reference(g) {
-                let name = g
-                    .split(',')
-                    .next()
-                    .and_then(|rdn| rdn.split_once('='))
-                    .map_or(*g, |(_, v)| v);
-                m.insert_group(g, name, path);
+                let name = ldap::first_rdn_value(g).unwrap_or_else(|| g.to_string());
+                m.insert_group(g, &name, path);
             } else {
                 m.insert(g, path);
             }
