@@ -469,6 +469,15 @@ printf '\nthroughput ratios\n'
 report_ratio "gatehouse / libmilter no-op, c=32" "${MED[gatehouse:32]}" "${MED[noop:32]}" "$TARGET_NOOP_C32"
 report_ratio "gatehouse / libmilter no-op, c=1" "${MED[gatehouse:1]}" "${MED[noop:1]}" "$TARGET_NOOP_C1"
 report_ratio "gatehouse / echo server, c=32" "${MED[gatehouse:32]}" "${MED[echo:32]}" "$TARGET_ECHO_C32"
+# The same ratio round by round (each round's two runs are neighbours in
+# time): how far the machine's noise moves it, for information.
+printf '  %-36s %s\n' "  per round (min, median, max)" "$(
+	# shellcheck disable=SC2086 # one value per round
+	paste -d' ' <(printf '%s\n' ${TPS[gatehouse:32]}) <(printf '%s\n' ${TPS[echo:32]}) |
+		awk '{ print $1 / $2 }' | sort -g |
+		awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "%.2fx, %.2fx, %.2fx", v[1], m, v[NR] }'
+)"
 report_ratio "gatehouse LDAP / libmilter no-op, c=32" "${MED[gatehouse-ldap:32]}" "${MED[noop:32]}" "$TARGET_LDAP_NOOP"
 report_ratio "gatehouse LDAP / libmilter no-op, c=1" "${MED[gatehouse-ldap:1]}" "${MED[noop:1]}" "$TARGET_LDAP_NOOP"
 if ((total_errors > 0)); then
