@@ -231,7 +231,7 @@ pub fn parse_command(letter: u8, mut payload: Bytes) -> Result<Command, FrameErr
                 return Err(malformed(letter, "no stage letter"));
             }
             // The session keeps only the macros it asked for, copied out of
-            // the read buffer (connection.rs); nothing here outlives it.
+            // the read buffer (session.rs); nothing here outlives it.
             let stage = payload.get_u8();
             let count = string_count(letter, &payload)?;
             if count % 2 != 0 {

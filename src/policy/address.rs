@@ -202,9 +202,7 @@ impl Address {
         }
         self
     }
-}
 
-impl Address {
     /// Whether `text` is this address as it is displayed (`local@domain`,
     /// or the bare local part): the comparison with a stored address,
     /// without writing this one out.
